@@ -1,0 +1,249 @@
+"""Conversion: a source -> shards + `index.parquet` + `dataset.json`.
+
+Worker processes load and encode samples (read files, serialise arrays, compress); the main
+process writes shards in order, so the output bytes do not depend on the number of workers.
+Shards are written under temporary names and renamed when complete; the index and the
+manifest come last, so an interrupted conversion never looks finished.
+
+Large conversions run as parts (`part=(i, n)`): part i converts its contiguous slice of the
+(shuffled) samples into shards named `shard-pIIIII-NNNNNN.*`, with its own manifest
+`dataset.part-IIIII-of-NNNNN.json`; `merge()` joins the parts into one dataset.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zstandard
+from tqdm import tqdm
+
+from seta_stream.errors import ManifestError, SourceError
+from seta_stream.shards.index import IndexBuilder, write_index
+from seta_stream.shards.manifest import (
+    INDEX_NAME,
+    MANIFEST_NAME,
+    Format,
+    Manifest,
+    ShardInfo,
+    write_manifest,
+)
+from seta_stream.shards.sources import Sample, Source
+from seta_stream.shards.writer import ArrowWriter, ShardWriter, TarWriter, check_key
+from seta_stream.storage import Store
+
+CHUNK = 256  # samples per task handed to a worker process
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvertOptions:
+    format: Format = "tar"
+    samples_per_shard: int = 10_000
+    max_shard_bytes: int | None = None
+    compress: str | None = None  # "zstd" or "zstd:LEVEL"
+    workers: int = 1
+    shuffle: bool = False
+    seed: int = 0
+    part: tuple[int, int] | None = None
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.format not in ("tar", "arrow"):
+            raise SourceError(f"format={self.format!r}: use 'tar' or 'arrow'")
+        if self.samples_per_shard < 1:
+            raise SourceError(f"samples_per_shard={self.samples_per_shard}: must be >= 1")
+        if self.max_shard_bytes is not None and self.max_shard_bytes < 1:
+            raise SourceError(f"max_shard_bytes={self.max_shard_bytes}: must be >= 1")
+        if self.workers < 1:
+            raise SourceError(f"workers={self.workers}: must be >= 1")
+        if self.part is not None and not 0 <= self.part[0] < self.part[1]:
+            raise SourceError(f"part={self.part[0]}/{self.part[1]}: need 0 <= I < N")
+        self.zstd_level  # noqa: B018 - validates `compress`
+
+    @property
+    def zstd_level(self) -> int | None:
+        if self.compress is None:
+            return None
+        name, _, level = self.compress.partition(":")
+        if name != "zstd" or (level and not level.lstrip("-").isdigit()):
+            raise SourceError(f"compress={self.compress!r}: use 'zstd' or 'zstd:LEVEL'")
+        return int(level) if level else 3
+
+    def names(self) -> tuple[str, str, str]:
+        """(shard name prefix, manifest name, index name) of this conversion or part."""
+        if self.part is None:
+            return "shard-", MANIFEST_NAME, INDEX_NAME
+        i, n = self.part
+        return (
+            f"shard-p{i:05d}-",
+            f"dataset.part-{i:05d}-of-{n:05d}.json",
+            (f"index.part-{i:05d}-of-{n:05d}.parquet"),
+        )
+
+
+def _encode_chunk(args: tuple[Source, list[int], int | None]) -> list[Sample]:
+    source, ids, level = args
+    cctx = zstandard.ZstdCompressor(level=level) if level is not None else None
+    out = []
+    for i in ids:
+        s = source.load(i)
+        check_key(s.key)
+        exts = [e for e, _ in s.fields]
+        if len(set(exts)) != len(exts):
+            raise SourceError(f"{source.description}: sample {s.key!r} has a field twice: {exts}")
+        if cctx is not None:
+            s = Sample(
+                key=s.key, fields=[(f"{e}.zst", cctx.compress(d)) for e, d in s.fields], meta=s.meta
+            )
+        out.append(s)
+    return out
+
+
+def _samples(source: Source, order: np.ndarray, opts: ConvertOptions) -> Iterator[Sample]:
+    chunks = [order[a : a + CHUNK].tolist() for a in range(0, len(order), CHUNK)]
+    tasks = ((source, c, opts.zstd_level) for c in chunks)
+    if opts.workers == 1:
+        for t in tasks:
+            yield from _encode_chunk(t)
+        return
+    with mp.get_context("spawn").Pool(opts.workers) as pool:
+        for batch in pool.imap(_encode_chunk, tasks):
+            yield from batch
+
+
+def sample_order(n: int, opts: ConvertOptions) -> np.ndarray:
+    order = np.arange(n, dtype=np.int64)
+    if opts.shuffle:
+        order = np.random.default_rng(opts.seed).permutation(n)
+    if opts.part is not None:
+        i, parts = opts.part
+        order = order[i * n // parts : (i + 1) * n // parts]
+    return order
+
+
+def convert(
+    source: Source,
+    dst: str | os.PathLike[str],
+    opts: ConvertOptions = ConvertOptions(),
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """Convert `source` into a dataset at `dst` (a folder or fsspec URL); returns the manifest."""
+    store = Store(dst, storage_options)
+    prefix, manifest_name, index_name = opts.names()
+    store.makedirs()
+    if store.exists(manifest_name):
+        if not opts.overwrite:
+            raise SourceError(
+                f"{store.path(manifest_name)}: a dataset is already there (use --overwrite)"
+            )
+        store.remove(manifest_name)  # from here on the folder no longer looks finished
+    order = sample_order(len(source), opts)
+    ext = "tar" if opts.format == "tar" else "arrow"
+    index = IndexBuilder()
+    shards: list[ShardInfo] = []
+    fields: set[str] = set()
+    pending: list[tuple[Sample, int, int, list[tuple[str, int, int]]]] = []
+    writer: ShardWriter | None = None
+    tmp = f = None
+    all_fields: tuple[str, ...] = ()
+    if opts.format == "arrow":  # arrow needs the schema up front: one pass over the first chunk
+        all_fields = _arrow_fields(source, order, opts)
+
+    def close_shard() -> None:
+        nonlocal writer, f, pending
+        assert writer is not None and f is not None and tmp is not None
+        sha = writer.finish()
+        f.close()
+        name = f"{prefix}{len(shards):06d}.{ext}"
+        store.commit(tmp, name)
+        rows = writer.row_members if isinstance(writer, ArrowWriter) else None
+        for r, (s, off, length, members) in enumerate(pending):
+            index.add(
+                key=s.key,
+                shard=len(shards),
+                offset=off,
+                length=length,
+                members=rows[r] if rows is not None else members,
+                meta=s.meta,
+            )
+        shards.append(ShardInfo(name=name, bytes=writer.pos, samples=len(pending), sha256=sha))
+        writer, f, pending = None, None, []
+
+    bar = tqdm(total=len(order), unit="sample", desc="convert", disable=not opts.progress)
+    for s in _samples(source, order, opts):
+        size = sum(len(d) for _, d in s.fields)
+        full = writer is not None and (
+            len(pending) >= opts.samples_per_shard
+            or (opts.max_shard_bytes is not None and writer.pos + size > opts.max_shard_bytes)
+        )
+        if full:
+            close_shard()
+        if writer is None:
+            tmp = store.tmp_name(f"{prefix}{len(shards):06d}.{ext}")
+            f = store.open(tmp, "wb")
+            writer = TarWriter(f) if opts.format == "tar" else ArrowWriter(f, all_fields)
+        off, length, members = writer.add(s.key, s.fields)
+        pending.append((s, off, length, members))
+        fields.update(e for e, _ in s.fields)
+        bar.update(1)
+    if writer is not None:
+        close_shard()
+    bar.close()
+    if not shards:
+        raise SourceError(f"{source.description}: no samples to convert")
+    return _finish(store, index, shards, source, opts, sorted(fields), manifest_name, index_name)
+
+
+def _arrow_fields(source: Source, order: np.ndarray, opts: ConvertOptions) -> tuple[str, ...]:
+    if not len(order):
+        return ()
+    first = _encode_chunk((source, order[:1].tolist(), opts.zstd_level))[0]
+    return tuple(sorted(e for e, _ in first.fields))
+
+
+def _finish(
+    store: Store,
+    index: IndexBuilder,
+    shards: list[ShardInfo],
+    source: Source,
+    opts: ConvertOptions,
+    fields: list[str],
+    manifest_name: str,
+    index_name: str,
+) -> Manifest:
+    import hashlib
+    import io
+
+    buf = io.BytesIO()
+    meta_cols = tuple(dict.fromkeys(source.metadata_columns))
+    write_index(index.table(meta_cols), buf)
+    store.write_atomic(index_name, buf.getvalue())
+    manifest = Manifest(
+        format=opts.format,
+        shards=tuple(shards),
+        fields=tuple(fields),
+        compression="zstd" if opts.compress else None,
+        metadata_columns=meta_cols,
+        index_sha256=hashlib.sha256(buf.getvalue()).hexdigest(),
+        index_name=index_name,
+        extra={**source.extra, "source": source.description},
+    )
+    write_manifest(store, manifest, manifest_name)
+    return manifest
+
+
+def check_fields_consistent(manifests: list[Manifest], where: str) -> None:
+    first = manifests[0]
+    for m in manifests[1:]:
+        if (m.format, m.compression, m.metadata_columns) != (
+            first.format,
+            first.compression,
+            first.metadata_columns,
+        ):
+            raise ManifestError(f"{where}: parts differ in format, compression or metadata columns")

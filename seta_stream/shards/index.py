@@ -1,0 +1,179 @@
+"""`index.parquet`: one row per sample, the byte ranges that let us read it alone.
+
+| column | type | meaning |
+|---|---|---|
+| `sample_id` | int64 | 0..N-1 in shard order: the sample's identity (keys may repeat) |
+| `key` | string | the WebDataset key |
+| `shard` | int32 | position of the shard in `dataset.json`'s `shards` |
+| `offset` | int64 | tar: first header byte of the sample's first member; arrow: row in the shard |
+| `length` | int64 | tar: bytes up to the end of the last member's padded data; arrow: the sample's bytes |
+| `members` | list<struct<name: string, offset: int64, size: int64>> | per member: its field (extension as stored, e.g. `x.npy.zst`), absolute data offset in the shard file, size |
+| metadata… | | columns the source provides (`label` int64 when it has classes) |
+
+In memory a `SampleIndex` holds these as flat numpy arrays (the members flattened with a
+start array, CSR-style), so the read path never touches a Python object per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from seta_stream.errors import ManifestError
+
+INDEX_COLUMNS = ("sample_id", "key", "shard", "offset", "length", "members")
+MEMBER_TYPE = pa.struct([("name", pa.string()), ("offset", pa.int64()), ("size", pa.int64())])
+
+
+class IndexBuilder:
+    """Collects rows while shards are written or scanned; `table()` makes the Arrow table."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.shard: list[int] = []
+        self.offset: list[int] = []
+        self.length: list[int] = []
+        self.mstart: list[int] = [0]
+        self.mname: list[str] = []
+        self.moffset: list[int] = []
+        self.msize: list[int] = []
+        self.meta: list[dict[str, object]] = []
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(
+        self,
+        *,
+        key: str,
+        shard: int,
+        offset: int,
+        length: int,
+        members: Sequence[tuple[str, int, int]],
+        meta: dict[str, object] | None = None,
+    ) -> None:
+        self.keys.append(key)
+        self.shard.append(shard)
+        self.offset.append(offset)
+        self.length.append(length)
+        for name, off, size in members:
+            self.mname.append(name)
+            self.moffset.append(off)
+            self.msize.append(size)
+        self.mstart.append(len(self.mname))
+        self.meta.append(meta or {})
+
+    def table(self, metadata_columns: Sequence[str] = ()) -> pa.Table:
+        members = pa.ListArray.from_arrays(
+            pa.array(self.mstart, pa.int32() if len(self.mname) < 2**31 else pa.int64()),
+            pa.StructArray.from_arrays(
+                [
+                    pa.array(self.mname, pa.string()),
+                    pa.array(self.moffset, pa.int64()),
+                    pa.array(self.msize, pa.int64()),
+                ],
+                fields=list(MEMBER_TYPE),
+            ),
+        )
+        cols: dict[str, pa.Array] = {
+            "sample_id": pa.array(np.arange(len(self.keys), dtype=np.int64)),
+            "key": pa.array(self.keys, pa.string()),
+            "shard": pa.array(self.shard, pa.int32()),
+            "offset": pa.array(self.offset, pa.int64()),
+            "length": pa.array(self.length, pa.int64()),
+            "members": members,
+        }
+        for col in metadata_columns:
+            cols[col] = pa.array([m.get(col) for m in self.meta])
+        return pa.table(cols)
+
+
+def write_index(table: pa.Table, where: object) -> None:
+    """Write the index table to a path or binary file object."""
+    pq.write_table(table, where, compression="zstd", row_group_size=1 << 20)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleIndex:
+    """The index as flat numpy arrays; `members_of(i)` slices one sample's members."""
+
+    keys: pa.Array
+    shard: np.ndarray  # int32 [N]
+    offset: np.ndarray  # int64 [N]
+    length: np.ndarray  # int64 [N]
+    mstart: np.ndarray  # int64 [N+1]
+    mfield: np.ndarray  # int32 [M]: code into field_names
+    moffset: np.ndarray  # int64 [M]
+    msize: np.ndarray  # int64 [M]
+    field_names: tuple[str, ...]
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.offset)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, *, source: str) -> SampleIndex:
+        missing = [c for c in INDEX_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ManifestError(f"{source}: index lacks columns {missing}")
+        n = table.num_rows
+        ids = table.column("sample_id").to_numpy()
+        if n and not np.array_equal(ids, np.arange(n, dtype=ids.dtype)):
+            first = int(np.flatnonzero(ids != np.arange(n))[0])
+            raise ManifestError(
+                f"{source}: sample_id at row {first} is {ids[first]}, expected {first}"
+            )
+        members = table.column("members").combine_chunks()
+        if n:
+            flat = members.flatten()
+            start = members.offsets.to_numpy().astype(np.int64)
+            start = start - start[0]
+        else:
+            flat = pa.array([], MEMBER_TYPE)
+            start = np.zeros(1, np.int64)
+        names = flat.field("name").dictionary_encode()
+        return cls(
+            keys=table.column("key").combine_chunks(),
+            shard=table.column("shard").to_numpy().astype(np.int32),
+            offset=table.column("offset").to_numpy().astype(np.int64),
+            length=table.column("length").to_numpy().astype(np.int64),
+            mstart=start,
+            mfield=names.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+            moffset=flat.field("offset").to_numpy(zero_copy_only=False).astype(np.int64),
+            msize=flat.field("size").to_numpy(zero_copy_only=False).astype(np.int64),
+            field_names=tuple(names.dictionary.to_pylist()),
+        )
+
+    def members_of(self, i: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        a, b = self.mstart[i], self.mstart[i + 1]
+        names = [self.field_names[c] for c in self.mfield[a:b]]
+        return names, self.moffset[a:b], self.msize[a:b]
+
+    def selected_bytes(self, ids: np.ndarray) -> int:
+        """Bytes of the members of the given samples (what an exact reader must read)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        counts = self.mstart[ids + 1] - self.mstart[ids]
+        rows = np.repeat(self.mstart[ids], counts) + _ranges(counts)
+        return int(self.msize[rows].sum())
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    """Concatenated aranges: counts [2, 3] -> [0, 1, 0, 1, 2]."""
+    c = counts[counts > 0]
+    if c.size == 0:
+        return np.zeros(0, np.int64)
+    out = np.ones(int(c.sum()), np.int64)
+    out[0] = 0
+    out[np.cumsum(c)[:-1]] = 1 - c[:-1]
+    return np.cumsum(out)
+
+
+def read_index_table(data: bytes | pa.NativeFile, *, source: str) -> pa.Table:
+    try:
+        return pq.read_table(pa.BufferReader(data) if isinstance(data, bytes) else data)
+    except (pa.ArrowException, OSError) as e:
+        raise ManifestError(f"{source}: unreadable index ({e})") from e

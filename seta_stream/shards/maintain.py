@@ -1,0 +1,180 @@
+"""Datasets that exist already: index tar shards in place, merge parts, verify.
+
+`index_tars` reads tar headers only (member data too with `checksum=True`); `verify` reads
+everything and names every mismatch between manifest, index and shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from seta_stream.errors import ManifestError, SeTaStreamError
+from seta_stream.shards.convert import check_fields_consistent
+from seta_stream.shards.index import IndexBuilder, SampleIndex, read_index_table, write_index
+from seta_stream.shards.manifest import (
+    INDEX_NAME,
+    MANIFEST_NAME,
+    Manifest,
+    ShardInfo,
+    read_manifest,
+    write_manifest,
+)
+from seta_stream.shards.tarindex import scan_tar
+from seta_stream.storage import Store
+
+_PART = re.compile(r"^dataset\.part-(\d{5})-of-(\d{5})\.json$")
+
+
+def _finish(store: Store, table: pa.Table, manifest_kw: dict[str, Any]) -> Manifest:
+    buf = io.BytesIO()
+    write_index(table, buf)
+    store.write_atomic(INDEX_NAME, buf.getvalue())
+    manifest = Manifest(index_sha256=hashlib.sha256(buf.getvalue()).hexdigest(), **manifest_kw)
+    write_manifest(store, manifest)
+    return manifest
+
+
+def index_tars(
+    root: str,
+    names: Sequence[str] | None = None,
+    *,
+    checksum: bool = False,
+    progress: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """Write `index.parquet` and `dataset.json` beside existing WebDataset shards in `root`."""
+    store = Store(root, storage_options)
+    if names is None:
+        names = sorted(os.path.basename(p) for p in store.fs.glob(store.path("*.tar")))
+    if not names:
+        raise SeTaStreamError(f"{root}: no .tar shards to index")
+    builder = IndexBuilder()
+    shards = []
+    fields: set[str] = set()
+    for s, name in enumerate(tqdm(names, unit="shard", desc="index", disable=not progress)):
+        with store.open(name, "rb") as f:
+            scan = scan_tar(f, name=store.path(name), size=store.size(name), checksum=checksum)
+        for smp in scan.samples:
+            builder.add(
+                key=smp.key, shard=s, offset=smp.offset, length=smp.length, members=smp.members
+            )
+            fields.update(m[0] for m in smp.members)
+        shards.append(
+            ShardInfo(name=name, bytes=scan.size, samples=len(scan.samples), sha256=scan.sha256)
+        )
+    kw = {"format": "tar", "shards": tuple(shards), "fields": tuple(sorted(fields))}
+    kw["extra"] = {"source": "tools/shard.py index"}
+    return _finish(store, builder.table(), kw)
+
+
+def merge(root: str, *, storage_options: Mapping[str, Any] | None = None) -> Manifest:
+    """Join the part manifests and indexes written by `convert --part I/N` into one dataset."""
+    store = Store(root, storage_options)
+    found = sorted(os.path.basename(p) for p in store.fs.glob(store.path("dataset.part-*.json")))
+    parts = [(_PART.match(n), n) for n in found]
+    counts = {int(m.group(2)) for m, _ in parts if m}
+    if len(counts) != 1:
+        raise ManifestError(f"{root}: part manifests of different totals or none: {found}")
+    total = counts.pop()
+    have = {int(m.group(1)) for m, _ in parts if m}
+    if have != set(range(total)):
+        raise ManifestError(f"{root}: parts missing: {sorted(set(range(total)) - have)} of {total}")
+    manifests = [read_manifest(store, n) for _, n in parts]
+    check_fields_consistent(manifests, root)
+    tables, shards = [], []
+    for m in manifests:
+        t = read_index_table(store.read_bytes(m.index_name), source=store.path(m.index_name))
+        t = t.set_column(
+            t.column_names.index("shard"), "shard", pc.add(t["shard"], len(shards)).cast(pa.int32())
+        )
+        tables.append(t)
+        shards += m.shards
+    table = pa.concat_tables(tables)
+    table = table.set_column(0, "sample_id", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    first = manifests[0]
+    kw = {
+        "format": first.format,
+        "shards": tuple(shards),
+        "fields": tuple(sorted({f for m in manifests for f in m.fields})),
+        "compression": first.compression,
+        "metadata_columns": first.metadata_columns,
+        "extra": {**first.extra, "merged_parts": total},
+    }
+    return _finish(store, table, kw)
+
+
+def verify(
+    root: str, *, progress: bool = True, storage_options: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Every mismatch between manifest, index and shards, as messages; empty when all agree."""
+    from seta_stream.shards.reader import Dataset
+
+    ds = Dataset.open(root, storage_options=storage_options)
+    store, manifest, idx = ds.store, ds.manifest, ds.index
+    problems: list[str] = []
+    if manifest.index_sha256:
+        got = hashlib.sha256(store.read_bytes(manifest.index_name)).hexdigest()
+        if got != manifest.index_sha256:
+            problems.append(
+                f"{store.path(manifest.index_name)}: sha256 {got} != manifest {manifest.index_sha256}"
+            )
+    for s, info in enumerate(
+        tqdm(manifest.shards, unit="shard", desc="verify", disable=not progress)
+    ):
+        path = store.path(info.name)
+        if not store.exists(info.name):
+            problems.append(f"{path}: missing")
+            continue
+        data = store.read_bytes(info.name)
+        if len(data) != info.bytes:
+            problems.append(f"{path}: {len(data)} bytes, manifest says {info.bytes}")
+        if info.sha256 and hashlib.sha256(data).hexdigest() != info.sha256:
+            problems.append(f"{path}: sha256 differs from the manifest")
+        rows = np.flatnonzero(idx.shard == s)
+        if len(rows) != info.samples:
+            problems.append(f"{path}: index has {len(rows)} samples, manifest {info.samples}")
+        problems += _check_rows(ds, rows, data, path)
+    return problems
+
+
+def _check_rows(ds: Any, rows: np.ndarray, data: bytes, path: str) -> list[str]:
+    idx: SampleIndex = ds.index
+    out = []
+    if ds.manifest.format == "tar":
+        try:
+            scan = scan_tar(io.BytesIO(data), name=path, size=len(data))
+        except SeTaStreamError as e:
+            return [str(e)]
+        got = [(s.key, s.offset, s.length, [tuple(m) for m in s.members]) for s in scan.samples]
+        for r, i in enumerate(rows.tolist()):
+            names, moff, msize = idx.members_of(i)
+            want = (
+                idx.keys[i].as_py(),
+                int(idx.offset[i]),
+                int(idx.length[i]),
+                list(zip(names, moff.tolist(), msize.tolist(), strict=True)),
+            )
+            if r >= len(got) or got[r] != want:
+                out.append(
+                    f"{path}: sample {i} ({want[0]!r}) at offset {want[1]}: index {want} != shard {got[r] if r < len(got) else 'nothing'}"
+                )
+        if len(got) > len(rows):
+            out.append(f"{path}: shard has {len(got) - len(rows)} samples the index lacks")
+    else:
+        for i in rows.tolist():
+            _, moff, msize = idx.members_of(i)
+            if len(moff) and int((moff + msize).max()) > len(data):
+                out.append(
+                    f"{path}: sample {i} has a field past the end of the file ({len(data)} bytes)"
+                )
+    return out

@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+"""Convert, index, verify, merge and describe sharded datasets.
+
+    python tools/shard.py convert SRC DST [--format tar|arrow] [--samples-per-shard N]
+        [--max-shard-bytes B] [--compress zstd[:LEVEL]] [--workers N] [--shuffle --seed S]
+        [--part I/N] [--overwrite]
+    python tools/shard.py index DIR_OR_TARS... [--checksum]
+    python tools/shard.py verify DIR
+    python tools/shard.py merge DIR
+    python tools/shard.py info DIR
+
+Exit status: 0 on success, 1 on a known error (one line on stderr), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+from collections.abc import Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from seta_stream.errors import SeTaStreamError  # noqa: E402
+from seta_stream.shards import (  # noqa: E402
+    ConvertOptions,
+    Dataset,
+    convert,
+    index_tars,
+    merge,
+    open_source,
+    verify,
+)
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    try:
+        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256M, 1G, 1000000)") from e
+
+
+def _part(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a part: {text!r} (use I/N, e.g. 0/8)") from e
+    return i, n
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="shard.py", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("convert", help="convert a folder, table, .npz or tar shards")
+    c.add_argument("src", help="folder (key-grouped files or class sub-folders), .parquet/.csv/"
+                   ".jsonl table, .npz, .tar file, folder of tars or a glob of tars")
+    c.add_argument("dst", help="output folder or fsspec URL")
+    c.add_argument("--format", choices=("tar", "arrow"), default="tar")
+    c.add_argument("--samples-per-shard", type=int, default=10_000)
+    c.add_argument("--max-shard-bytes", type=_size, default=None)
+    c.add_argument("--compress", default=None, help="zstd or zstd:LEVEL, per member")
+    c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--shuffle", action="store_true")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--part", type=_part, default=None, help="I/N: convert part I of N")
+    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--layout", choices=("auto", "files", "imagefolder", "tars"), default="auto")
+    c.add_argument("--key-column", default=None, help="table column holding sample keys")
+    c.add_argument("--path-column", action="append", default=[], dest="path_columns",
+                   help="table column of file paths to read in (repeatable)")
+    c.add_argument("--label", default=None, help="column/array holding integer class labels")
+    i = sub.add_parser("index", help="index existing WebDataset tar shards in place")
+    i.add_argument("paths", nargs="+", help="a folder of .tar shards, or .tar files in one folder")
+    i.add_argument("--checksum", action="store_true", help="also sha256 every shard (reads data)")
+    for name, text in (("verify", "check checksums and index against shards"),
+                       ("merge", "join the parts of a `convert --part` run"),
+                       ("info", "samples, shards, bytes, fields, label counts")):
+        sub.add_parser(name, help=text).add_argument("dir")
+    return p
+
+
+def _info(root: str) -> None:
+    ds = Dataset.open(root)
+    m = ds.manifest
+    print(f"dataset       {root}")
+    print(f"format        {m.format} (manifest v{m.version}, compression {m.compression or 'none'})")
+    print(f"samples       {m.num_samples:,}")
+    print(f"shards        {len(m.shards):,}")
+    print(f"bytes         {m.total_bytes:,} ({m.total_bytes / max(m.num_samples, 1):,.0f} per sample)")
+    print(f"fields        {', '.join(m.fields)}")
+    if m.metadata_columns:
+        print(f"metadata      {', '.join(m.metadata_columns)}")
+    if "label" in m.metadata_columns:
+        import pyarrow.parquet as pq
+
+        labels = pq.read_table(ds.store.open(m.index_name), columns=["label"])["label"]
+        counts = collections.Counter(labels.to_pylist())
+        print("labels        " + ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
+    print(f"fingerprint   {m.fingerprint}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "convert":
+            opts = ConvertOptions(
+                format=args.format, samples_per_shard=args.samples_per_shard,
+                max_shard_bytes=args.max_shard_bytes, compress=args.compress,
+                workers=args.workers, shuffle=args.shuffle, seed=args.seed, part=args.part,
+                overwrite=args.overwrite,
+            )
+            src = open_source(args.src, layout=args.layout, label=args.label,
+                              **({"key_column": args.key_column} if args.key_column else {}),
+                              **({"path_columns": args.path_columns} if args.path_columns else {}))
+            m = convert(src, args.dst, opts)
+            print(f"wrote {m.num_samples:,} samples in {len(m.shards)} shards "
+                  f"({m.total_bytes:,} bytes) to {args.dst}")
+        elif args.cmd == "index":
+            paths = args.paths
+            if len(paths) == 1 and os.path.isdir(paths[0]):
+                m = index_tars(paths[0], checksum=args.checksum)
+                root = paths[0]
+            else:
+                dirs = {os.path.dirname(os.path.abspath(p)) for p in paths}
+                if len(dirs) != 1:
+                    raise SeTaStreamError(f"tar files must share one folder, got {sorted(dirs)}")
+                root = dirs.pop()
+                m = index_tars(root, [os.path.basename(p) for p in paths], checksum=args.checksum)
+            print(f"indexed {m.num_samples:,} samples in {len(m.shards)} shards under {root}")
+        elif args.cmd == "verify":
+            problems = verify(args.dir)
+            for line in problems:
+                print(line)
+            if problems:
+                print(f"{len(problems)} problem(s) in {args.dir}", file=sys.stderr)
+                return 1
+            print(f"ok: {args.dir}")
+        elif args.cmd == "merge":
+            m = merge(args.dir)
+            print(f"merged {m.num_samples:,} samples in {len(m.shards)} shards under {args.dir}")
+        else:
+            _info(args.dir)
+    except (SeTaStreamError, OSError) as e:
+        print(f"shard.py {args.cmd}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
