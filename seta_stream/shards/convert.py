@@ -201,10 +201,11 @@ def convert(
 
 
 def _arrow_fields(source: Source, order: np.ndarray, opts: ConvertOptions) -> tuple[str, ...]:
-    if not len(order):
-        return ()
-    first = _encode_chunk((source, order[:1].tolist(), opts.zstd_level))[0]
-    return tuple(sorted(e for e, _ in first.fields))
+    fields = source.fields
+    if not fields and len(order):  # a source that cannot tell: take the first sample's
+        fields = tuple(e for e, _ in source.load(int(order[0])).fields)
+    suffix = ".zst" if opts.compress else ""
+    return tuple(sorted(f"{f}{suffix}" for f in fields))
 
 
 def _finish(

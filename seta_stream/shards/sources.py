@@ -32,6 +32,7 @@ class Source:
     """Base: subclasses set `description`, `metadata_columns`, `extra` and implement load()."""
 
     description = "source"
+    fields: tuple[str, ...] = ()  # every field name a sample may have (Arrow needs the schema)
     metadata_columns: tuple[str, ...] = ()
     extra: dict[str, Any] = {}  # noqa: RUF012 - read-only default, replaced by subclasses
 
@@ -71,6 +72,7 @@ class FilesSource(Source):
         if not groups:
             raise SourceError(f"{root}: no files named KEY.EXT found")
         self.samples = sorted(groups.items())
+        self.fields = tuple(sorted({e for g in groups.values() for e, _ in g}))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -98,6 +100,8 @@ class ImageFolderSource(Source):
             self.samples += [(c, os.path.join(name, f)) for f in files if not f.startswith(".")]
         if not self.samples:
             raise SourceError(f"{root}: class folders hold no files")
+        exts = {(f.rpartition(".")[2] or "bin").lower() for _, f in self.samples}
+        self.fields = tuple(sorted(exts | {"cls"}))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -153,6 +157,7 @@ class NpzSource(Source):
         if label and label not in self.scalars:
             raise SourceError(f"{path}: label array {label!r} not among 1-D arrays {self.scalars}")
         self.metadata_columns = self.scalars + (("label",) if self.label else ())
+        self.fields = tuple(f"{k}.npy" for k in arrays)
         self.description = f"npz {path} ({self.n} samples, arrays {list(arrays)})"
 
     def _load(self) -> dict[str, np.ndarray]:
@@ -198,6 +203,7 @@ class TarSource(Source):
                 scan = scan_tar(f, name=path, size=os.fstat(f.fileno()).st_size)
             for s in scan.samples:
                 self.samples.append((t, s.key, [(m[0], m[1], m[2]) for m in s.members]))
+        self.fields = tuple(sorted({m[0] for _, _, ms in self.samples for m in ms}))
         self.description = f"{len(self.paths)} tar shards ({len(self.samples)} samples)"
 
     def __len__(self) -> int:

