@@ -176,25 +176,32 @@ def convert(
         writer, f, pending = None, None, []
 
     bar = tqdm(total=len(order), unit="sample", desc="convert", disable=not opts.progress)
-    for s in _samples(source, order, opts):
-        size = sum(len(d) for _, d in s.fields)
-        full = writer is not None and (
-            len(pending) >= opts.samples_per_shard
-            or (opts.max_shard_bytes is not None and writer.pos + size > opts.max_shard_bytes)
-        )
-        if full:
+    try:
+        for s in _samples(source, order, opts):
+            size = sum(len(d) for _, d in s.fields)
+            full = writer is not None and (
+                len(pending) >= opts.samples_per_shard
+                or (opts.max_shard_bytes is not None and writer.pos + size > opts.max_shard_bytes)
+            )
+            if full:
+                close_shard()
+            if writer is None:
+                tmp = store.tmp_name(f"{prefix}{len(shards):06d}.{ext}")
+                f = store.open(tmp, "wb")
+                writer = TarWriter(f) if opts.format == "tar" else ArrowWriter(f, all_fields)
+            off, length, members = writer.add(s.key, s.fields)
+            pending.append((s, off, length, members))
+            fields.update(e for e, _ in s.fields)
+            bar.update(1)
+        if writer is not None:
             close_shard()
-        if writer is None:
-            tmp = store.tmp_name(f"{prefix}{len(shards):06d}.{ext}")
-            f = store.open(tmp, "wb")
-            writer = TarWriter(f) if opts.format == "tar" else ArrowWriter(f, all_fields)
-        off, length, members = writer.add(s.key, s.fields)
-        pending.append((s, off, length, members))
-        fields.update(e for e, _ in s.fields)
-        bar.update(1)
-    if writer is not None:
-        close_shard()
-    bar.close()
+    except BaseException:
+        if f is not None:  # the shard being written is not complete: leave nothing of it
+            f.close()
+            store.remove(tmp)
+        raise
+    finally:
+        bar.close()
     if not shards:
         raise SourceError(f"{source.description}: no samples to convert")
     return _finish(store, index, shards, source, opts, sorted(fields), manifest_name, index_name)

@@ -12,9 +12,9 @@ import pytest
 def npz_source(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     rng = np.random.default_rng(0)
     arrays = {
-        "x": rng.standard_normal((257, 40)).astype(np.float32),
-        "y": rng.integers(0, 10, 257),
-        "w": rng.random(257),
+        "x": rng.standard_normal((300, 40)).astype(np.float32),
+        "y": rng.integers(0, 10, 300),
+        "w": rng.random(300),
     }
     path = tmp_path / "src.npz"
     np.savez(path, **arrays)

@@ -25,9 +25,9 @@ def test_npz_round_trip(tmp_path: Path, npz_source, fmt: str, compress: str | No
     path, arrays = npz_source
     opts = ConvertOptions(format=fmt, samples_per_shard=100, compress=compress, progress=False)
     m = convert(open_source(str(path)), tmp_path / "out", opts)
-    assert m.num_samples == 257 and len(m.shards) == 3
-    assert [s.samples for s in m.shards] == [100, 100, 57]
-    ids = np.random.default_rng(1).permutation(257)
+    assert m.num_samples == 300 and len(m.shards) == 3
+    assert [s.samples for s in m.shards] == [100, 100, 100]
+    ids = np.random.default_rng(1).permutation(300)
     got = list(read_samples(tmp_path / "out", ids, decode=True))
     assert [g["__index__"] for g in got] == ids.tolist()
     for g in got:
@@ -36,7 +36,7 @@ def test_npz_round_trip(tmp_path: Path, npz_source, fmt: str, compress: str | No
         np.testing.assert_array_equal(g["x.npy"], arrays["x"][i])
         assert g["y.npy"] == arrays["y"][i] and g["w.npy"] == arrays["w"][i]
     index = pl.read_parquet(tmp_path / "out" / "index.parquet")
-    assert index["sample_id"].to_list() == list(range(257))
+    assert index["sample_id"].to_list() == list(range(300))
     assert index["label"].to_list() == arrays["y"].tolist()  # `y` is taken as the label
     assert index["w"].to_list() == arrays["w"].tolist()
 
@@ -50,7 +50,7 @@ def test_tar_shards_read_by_tar_and_webdataset(tmp_path: Path, npz_source) -> No
     assert names[:3] == ["000000000.x.npy", "000000000.y.npy", "000000000.w.npy"]
     urls = [str(tmp_path / "out" / f"shard-{i:06d}.tar") for i in range(3)]
     samples = list(wds.WebDataset(urls, shardshuffle=False).decode())
-    assert len(samples) == 257
+    assert len(samples) == 300
     for i, s in enumerate(samples):
         assert s["__key__"] == f"{i:09d}"
         np.testing.assert_array_equal(s["x.npy"], arrays["x"][i])
@@ -79,7 +79,7 @@ def test_shuffle_is_a_permutation(tmp_path: Path, npz_source) -> None:
     path, arrays = npz_source
     convert(open_source(str(path)), tmp_path / "s", ConvertOptions(shuffle=True, seed=1, progress=False))
     keys = Dataset.open(tmp_path / "s").keys().to_pylist()
-    assert keys != sorted(keys) and sorted(keys) == [f"{i:09d}" for i in range(257)]
+    assert keys != sorted(keys) and sorted(keys) == [f"{i:09d}" for i in range(300)]
 
 
 def test_max_shard_bytes(tmp_path: Path, npz_source) -> None:
@@ -88,14 +88,14 @@ def test_max_shard_bytes(tmp_path: Path, npz_source) -> None:
     assert len(m.shards) > 5
     # every shard but a single-sample one stays within the limit (plus the end-of-archive record)
     assert all(s.bytes <= 40_000 + 10240 for s in m.shards)
-    assert sum(s.samples for s in m.shards) == 257
+    assert sum(s.samples for s in m.shards) == 300
 
 
 def test_manifest_written_last_and_overwrite_guard(tmp_path: Path, npz_source) -> None:
     path, _ = npz_source
     convert(open_source(str(path)), tmp_path / "o", ConvertOptions(progress=False))
     manifest = json.loads((tmp_path / "o" / "dataset.json").read_text())
-    assert manifest["version"] == 1 and manifest["num_samples"] == 257
+    assert manifest["version"] == 1 and manifest["num_samples"] == 300
     assert not [p for p in (tmp_path / "o").iterdir() if ".tmp-" in p.name]
     with pytest.raises(SourceError, match="already there"):
         convert(open_source(str(path)), tmp_path / "o", ConvertOptions(progress=False))
