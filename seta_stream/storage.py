@@ -8,6 +8,7 @@ object whose read-ahead would fetch bytes of samples nobody asked for.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import threading
@@ -20,11 +21,12 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 
-
 class Store:
     """A folder on local disk or behind an fsspec URL, read and written by byte range."""
 
-    def __init__(self, url: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None):
+    def __init__(
+        self, url: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+    ):
         self.url = os.fspath(url)
         self.storage_options = dict(storage_options or {})
         fs, root = url_to_fs(self.url, **self.storage_options)
@@ -63,7 +65,7 @@ class Store:
         return bytes(self.fs.cat_file(self.path(name)))
 
     def read_range(self, name: str, start: int, length: int) -> bytes:
-        """Exactly `length` bytes at `start`, or `ShardFormatError`-worthy short data (caller checks)."""
+        """`length` bytes at `start` (fewer only past the end of the file: callers check)."""
         if self.is_local:
             return os.pread(self._fd(name), length, start)
         return bytes(self.fs.cat_file(self.path(name), start=start, end=start + length))
@@ -119,8 +121,5 @@ class Store:
                 os.close(fd)
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nobody left to tell
             self.close()
-        except Exception:  # noqa: S110 - interpreter shutdown: nothing left to report to
-            pass
-

@@ -20,7 +20,7 @@ _ALLOWED_THREAD_PREFIXES = (
 
 
 def _ours(thread: threading.Thread) -> bool:
-    return thread.is_alive() and not thread.daemon or thread.name.startswith("seta_stream")
+    return (thread.is_alive() and not thread.daemon) or thread.name.startswith("seta_stream")
 
 
 @pytest.fixture(autouse=True)

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from seta_stream.errors import SeTaStreamError  # noqa: E402
-from seta_stream.shards import (  # noqa: E402
+from seta_stream.errors import SeTaStreamError
+from seta_stream.shards import (
     ConvertOptions,
     Dataset,
     convert,
@@ -55,8 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shard.py", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert", help="convert a folder, table, .npz or tar shards")
-    c.add_argument("src", help="folder (key-grouped files or class sub-folders), .parquet/.csv/"
-                   ".jsonl table, .npz, .tar file, folder of tars or a glob of tars")
+    c.add_argument(
+        "src",
+        help="folder (key-grouped files or class sub-folders), .parquet/.csv/"
+        ".jsonl table, .npz, .tar file, folder of tars or a glob of tars",
+    )
     c.add_argument("dst", help="output folder or fsspec URL")
     c.add_argument("--format", choices=("tar", "arrow"), default="tar")
     c.add_argument("--samples-per-shard", type=int, default=10_000)
@@ -69,15 +72,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true")
     c.add_argument("--layout", choices=("auto", "files", "imagefolder", "tars"), default="auto")
     c.add_argument("--key-column", default=None, help="table column holding sample keys")
-    c.add_argument("--path-column", action="append", default=[], dest="path_columns",
-                   help="table column of file paths to read in (repeatable)")
+    c.add_argument(
+        "--path-column",
+        action="append",
+        default=[],
+        dest="path_columns",
+        help="table column of file paths to read in (repeatable)",
+    )
     c.add_argument("--label", default=None, help="column/array holding integer class labels")
     i = sub.add_parser("index", help="index existing WebDataset tar shards in place")
     i.add_argument("paths", nargs="+", help="a folder of .tar shards, or .tar files in one folder")
     i.add_argument("--checksum", action="store_true", help="also sha256 every shard (reads data)")
-    for name, text in (("verify", "check checksums and index against shards"),
-                       ("merge", "join the parts of a `convert --part` run"),
-                       ("info", "samples, shards, bytes, fields, label counts")):
+    for name, text in (
+        ("verify", "check checksums and index against shards"),
+        ("merge", "join the parts of a `convert --part` run"),
+        ("info", "samples, shards, bytes, fields, label counts"),
+    ):
         sub.add_parser(name, help=text).add_argument("dir")
     return p
 
@@ -86,10 +96,14 @@ def _info(root: str) -> None:
     ds = Dataset.open(root)
     m = ds.manifest
     print(f"dataset       {root}")
-    print(f"format        {m.format} (manifest v{m.version}, compression {m.compression or 'none'})")
+    print(
+        f"format        {m.format} (manifest v{m.version}, compression {m.compression or 'none'})"
+    )
     print(f"samples       {m.num_samples:,}")
     print(f"shards        {len(m.shards):,}")
-    print(f"bytes         {m.total_bytes:,} ({m.total_bytes / max(m.num_samples, 1):,.0f} per sample)")
+    print(
+        f"bytes         {m.total_bytes:,} ({m.total_bytes / max(m.num_samples, 1):,.0f} per sample)"
+    )
     print(f"fields        {', '.join(m.fields)}")
     if m.metadata_columns:
         print(f"metadata      {', '.join(m.metadata_columns)}")
@@ -107,17 +121,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "convert":
             opts = ConvertOptions(
-                format=args.format, samples_per_shard=args.samples_per_shard,
-                max_shard_bytes=args.max_shard_bytes, compress=args.compress,
-                workers=args.workers, shuffle=args.shuffle, seed=args.seed, part=args.part,
+                format=args.format,
+                samples_per_shard=args.samples_per_shard,
+                max_shard_bytes=args.max_shard_bytes,
+                compress=args.compress,
+                workers=args.workers,
+                shuffle=args.shuffle,
+                seed=args.seed,
+                part=args.part,
                 overwrite=args.overwrite,
             )
-            src = open_source(args.src, layout=args.layout, label=args.label,
-                              **({"key_column": args.key_column} if args.key_column else {}),
-                              **({"path_columns": args.path_columns} if args.path_columns else {}))
+            src = open_source(
+                args.src,
+                layout=args.layout,
+                label=args.label,
+                **({"key_column": args.key_column} if args.key_column else {}),
+                **({"path_columns": args.path_columns} if args.path_columns else {}),
+            )
             m = convert(src, args.dst, opts)
-            print(f"wrote {m.num_samples:,} samples in {len(m.shards)} shards "
-                  f"({m.total_bytes:,} bytes) to {args.dst}")
+            print(
+                f"wrote {m.num_samples:,} samples in {len(m.shards)} shards "
+                f"({m.total_bytes:,} bytes) to {args.dst}"
+            )
         elif args.cmd == "index":
             paths = args.paths
             if len(paths) == 1 and os.path.isdir(paths[0]):

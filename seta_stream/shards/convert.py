@@ -196,7 +196,7 @@ def convert(
         if writer is not None:
             close_shard()
     except BaseException:
-        if f is not None:  # the shard being written is not complete: leave nothing of it
+        if f is not None and tmp is not None:  # an incomplete shard: leave nothing of it
             f.close()
             store.remove(tmp)
         raise

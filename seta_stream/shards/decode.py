@@ -18,7 +18,9 @@ import zstandard
 from seta_stream.errors import DecodeError
 
 MAX_DECOMPRESSED = 1 << 30  # a member may expand to at most 1 GiB unless the caller allows more
-IMAGE_EXTS = frozenset("png jpg jpeg ppm pgm pbm pnm webp bmp gif tif tiff".split())
+IMAGE_EXTS = frozenset(
+    ("png", "jpg", "jpeg", "ppm", "pgm", "pbm", "pnm", "webp", "bmp", "gif", "tif", "tiff")
+)
 PICKLE_EXTS = frozenset(("pickle", "pkl", "pyd"))
 
 _dctx = zstandard.ZstdDecompressor()
@@ -42,23 +44,52 @@ def unzst(
         raise DecodeError(f"{where} field {name!r}: corrupt zstd data ({e})") from e
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_npy_headers: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], bool, int]] = {}
+
+
 def _npy(data: bytes) -> Any:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    """`np.load` for one array without its per-call header parsing (`ast.literal_eval`).
+
+    Shards hold many arrays of the same dtype and shape, so a parsed header is cached by its
+    bytes; the cache is bounded. Object arrays are refused, as `np.load(allow_pickle=False)`.
+    """
+    if data[:6] != _NPY_MAGIC:
+        raise ValueError("not an .npy file (bad magic)")
+    if data[6] == 1:
+        start, hlen = 10, int.from_bytes(data[8:10], "little")
+    else:
+        start, hlen = 12, int.from_bytes(data[8:12], "little")
+    header = data[start : start + hlen]
+    parsed = _npy_headers.get(header)
+    if parsed is None:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)  # full check once per header
+        fortran = bool(arr.flags.f_contiguous and not arr.flags.c_contiguous)
+        parsed = (arr.dtype, arr.shape, fortran, arr.size)
+        if len(_npy_headers) < 4096:
+            _npy_headers[header] = parsed
+        return arr
+    dtype, shape, fortran, count = parsed
+    body = memoryview(data)[start + hlen :]
+    if len(body) != count * dtype.itemsize:
+        raise ValueError(f"npy body of {len(body)} bytes, header says {count} x {dtype}")
+    arr = np.frombuffer(body, dtype=dtype, count=count).copy()  # writable, owns its memory
+    return arr.reshape(shape, order="F" if fortran else "C")
 
 
 def _image(data: bytes) -> Any:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
-        if img.mode not in ("L", "RGB", "RGBA"):
-            img = img.convert("RGB")  # noqa: PLW2901 - palette/CMYK/16-bit -> 8-bit RGB
-        return np.asarray(img)
+        if img.mode in ("L", "RGB", "RGBA"):
+            return np.asarray(img)
+        return np.asarray(img.convert("RGB"))  # palette, CMYK, 16-bit: to 8-bit RGB
 
 
 def _pickle(data: bytes) -> Any:
     import pickle
 
-    return pickle.loads(data)  # noqa: S301 - only reached when the caller opted in
+    return pickle.loads(data)
 
 
 DECODERS: dict[str, Callable[[bytes], Any]] = {

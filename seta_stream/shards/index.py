@@ -6,8 +6,9 @@
 | `key` | string | the WebDataset key |
 | `shard` | int32 | position of the shard in `dataset.json`'s `shards` |
 | `offset` | int64 | tar: first header byte of the sample's first member; arrow: row in the shard |
-| `length` | int64 | tar: bytes up to the end of the last member's padded data; arrow: the sample's bytes |
-| `members` | list<struct<name: string, offset: int64, size: int64>> | per member: its field (extension as stored, e.g. `x.npy.zst`), absolute data offset in the shard file, size |
+| `length` | int64 | tar: bytes to the end of the last member's padded data; arrow: the bytes |
+| `members` | list<struct<name, offset, size>> | per member: field name as stored (`x.npy.zst`), |
+| | | absolute data offset in the shard file, size |
 | metadata… | | columns the source provides (`label` int64 when it has classes) |
 
 In memory a `SampleIndex` holds these as flat numpy arrays (the members flattened with a
@@ -94,7 +95,7 @@ class IndexBuilder:
 
 def write_index(table: pa.Table, where: object) -> None:
     """Write the index table to a path or binary file object."""
-    pq.write_table(table, where, compression="zstd", row_group_size=1 << 20)  # type: ignore[arg-type]
+    pq.write_table(table, where, compression="zstd", row_group_size=1 << 20)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,6 @@ from seta_stream.shards.convert import check_fields_consistent
 from seta_stream.shards.index import IndexBuilder, SampleIndex, read_index_table, write_index
 from seta_stream.shards.manifest import (
     INDEX_NAME,
-    MANIFEST_NAME,
     Manifest,
     ShardInfo,
     read_manifest,
@@ -72,7 +71,7 @@ def index_tars(
         shards.append(
             ShardInfo(name=name, bytes=scan.size, samples=len(scan.samples), sha256=scan.sha256)
         )
-    kw = {"format": "tar", "shards": tuple(shards), "fields": tuple(sorted(fields))}
+    kw: dict[str, Any] = {"format": "tar", "shards": tuple(shards), "fields": tuple(sorted(fields))}
     kw["extra"] = {"source": "tools/shard.py index"}
     return _finish(store, builder.table(), kw)
 
@@ -91,7 +90,8 @@ def merge(root: str, *, storage_options: Mapping[str, Any] | None = None) -> Man
         raise ManifestError(f"{root}: parts missing: {sorted(set(range(total)) - have)} of {total}")
     manifests = [read_manifest(store, n) for _, n in parts]
     check_fields_consistent(manifests, root)
-    tables, shards = [], []
+    tables: list[pa.Table] = []
+    shards: list[ShardInfo] = []
     for m in manifests:
         t = read_index_table(store.read_bytes(m.index_name), source=store.path(m.index_name))
         t = t.set_column(
@@ -126,7 +126,7 @@ def verify(
         got = hashlib.sha256(store.read_bytes(manifest.index_name)).hexdigest()
         if got != manifest.index_sha256:
             problems.append(
-                f"{store.path(manifest.index_name)}: sha256 {got} != manifest {manifest.index_sha256}"
+                f"{store.path(manifest.index_name)}: sha256 {got} differs from the manifest"
             )
     for s, info in enumerate(
         tqdm(manifest.shards, unit="shard", desc="verify", disable=not progress)
@@ -166,7 +166,8 @@ def _check_rows(ds: Any, rows: np.ndarray, data: bytes, path: str) -> list[str]:
             )
             if r >= len(got) or got[r] != want:
                 out.append(
-                    f"{path}: sample {i} ({want[0]!r}) at offset {want[1]}: index {want} != shard {got[r] if r < len(got) else 'nothing'}"
+                    f"{path}: sample {i} ({want[0]!r}) at offset {want[1]}: index says {want}, "
+                    f"shard has {got[r] if r < len(got) else 'nothing'}"
                 )
         if len(got) > len(rows):
             out.append(f"{path}: shard has {len(got) - len(rows)} samples the index lacks")

@@ -149,7 +149,7 @@ class NpzSource(Source):
         lengths = {k: (a.shape[0] if a.ndim else None) for k, a in arrays.items()}
         if not arrays or None in lengths.values() or len(set(lengths.values())) != 1:
             raise SourceError(f"{path}: arrays need one equal first dimension, got {lengths}")
-        self.n = next(iter(lengths.values()))  # type: ignore[assignment]
+        self.n = int(next(iter(lengths.values())) or 0)
         self.scalars = tuple(k for k, a in arrays.items() if a.ndim == 1 and a.dtype.kind in "iufb")
         self.label = label or next(
             (k for k in LABEL_NAMES if k in self.scalars and arrays[k].dtype.kind in "iu"), None

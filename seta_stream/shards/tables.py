@@ -20,7 +20,7 @@ from seta_stream.errors import SourceError
 from seta_stream.shards.sources import LABEL_NAMES, Sample, Source, _read_file
 from seta_stream.shards.writer import check_key
 
-_READERS = {
+_READERS: dict[str, Any] = {
     ".parquet": pl.read_parquet,
     ".csv": pl.read_csv,
     ".jsonl": pl.read_ndjson,
@@ -51,8 +51,8 @@ class TableSource(Source):
         )
         self.path_columns = tuple(path_columns)
         self.base = os.path.dirname(os.path.abspath(path))
-        scalar = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
-        scalar += (pl.UInt64, pl.Float32, pl.Float64, pl.Boolean, pl.String)
+        scalar: tuple[Any, ...] = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16)
+        scalar += (pl.UInt32, pl.UInt64, pl.Float32, pl.Float64, pl.Boolean, pl.String)
         self.metadata_columns = tuple(
             c
             for c in df.columns
@@ -64,7 +64,9 @@ class TableSource(Source):
             self.metadata_columns += ("label",)
         self.kinds = {c: _kind(df.schema[c]) for c in df.columns if c != self.key_column}
         self.rows = df.to_dicts()
-        self.fields = tuple(sorted(f"{c}.{k}" for c, k in self.kinds.items() if c not in self.path_columns))
+        self.fields = tuple(
+            sorted(f"{c}.{k}" for c, k in self.kinds.items() if c not in self.path_columns)
+        )
         for c in self.path_columns:
             exts = {os.path.splitext(str(r[c]))[1].lstrip(".").lower() or "bin" for r in self.rows}
             self.fields += tuple(sorted(f"{c}.{e}" for e in exts))

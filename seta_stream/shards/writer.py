@@ -63,6 +63,8 @@ def member_header(name: str, size: int) -> bytes:
 
 
 class ShardWriter(Protocol):
+    pos: int  # bytes written so far
+
     def add(self, key: str, fields: list[tuple[str, bytes]]) -> tuple[int, int, Members]: ...
     def finish(self) -> str: ...
 

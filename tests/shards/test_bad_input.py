@@ -1,4 +1,4 @@
-"""Bad input gets an error that names the file, the sample and the offset; nothing half-done looks finished."""
+"""Bad input: an error naming file, sample and offset; nothing half-done looks finished."""
 
 from __future__ import annotations
 
@@ -20,14 +20,20 @@ from seta_stream.shards.sources import NpzSource, Sample
 @pytest.fixture
 def ds(tmp_path: Path, npz_source) -> Path:
     path, _ = npz_source
-    convert(open_source(str(path)), tmp_path / "ds", ConvertOptions(samples_per_shard=100, progress=False))
+    convert(
+        open_source(str(path)),
+        tmp_path / "ds",
+        ConvertOptions(samples_per_shard=100, progress=False),
+    )
     return tmp_path / "ds"
 
 
 def test_truncated_shard(ds: Path) -> None:
     shard = ds / "shard-000002.tar"
     shard.write_bytes(shard.read_bytes()[:5000])
-    with pytest.raises(ShardFormatError, match=r"shard-000002.tar: 5000 bytes but dataset.json records"):
+    with pytest.raises(
+        ShardFormatError, match=r"shard-000002.tar: 5000 bytes but dataset.json records"
+    ):
         list(read_samples(ds, [250]))
 
 
@@ -35,8 +41,12 @@ def test_index_offset_past_end(ds: Path) -> None:
     t = pq.read_table(ds / "index.parquet")
     offsets = t["offset"].to_numpy().copy()
     offsets[5] = 10**9
-    pq.write_table(t.set_column(t.column_names.index("offset"), "offset", [offsets]), ds / "index.parquet")
-    with pytest.raises(ShardFormatError, match=r"shard-000000.tar sample 5 .* at offset 1000000000"):
+    pq.write_table(
+        t.set_column(t.column_names.index("offset"), "offset", [offsets]), ds / "index.parquet"
+    )
+    with pytest.raises(
+        ShardFormatError, match=r"shard-000000.tar sample 5 .* at offset 1000000000"
+    ):
         list(read_samples(ds, [5]))
 
 
@@ -44,7 +54,9 @@ def test_index_offset_shifted(ds: Path) -> None:
     t = pq.read_table(ds / "index.parquet")
     offsets = t["offset"].to_numpy().copy()
     offsets[5] += 512  # still inside the file: the header check catches it
-    pq.write_table(t.set_column(t.column_names.index("offset"), "offset", [offsets]), ds / "index.parquet")
+    pq.write_table(
+        t.set_column(t.column_names.index("offset"), "offset", [offsets]), ds / "index.parquet"
+    )
     with pytest.raises(ShardFormatError, match=r"sample 5 .*no tar header for field"):
         list(read_samples(ds, [5]))
 
@@ -53,7 +65,9 @@ def test_unknown_manifest_version(ds: Path) -> None:
     m = json.loads((ds / "dataset.json").read_text())
     m["version"] = 99
     (ds / "dataset.json").write_text(json.dumps(m))
-    with pytest.raises(ManifestError, match=r"dataset.json: manifest version 99 is not supported .*\[1\]"):
+    with pytest.raises(
+        ManifestError, match=r"dataset.json: manifest version 99 is not supported .*\[1\]"
+    ):
         Dataset.open(ds)
 
 
@@ -65,7 +79,7 @@ def test_missing_manifest(tmp_path: Path) -> None:
 def test_index_rows_disagree_with_manifest(ds: Path) -> None:
     t = pq.read_table(ds / "index.parquet")
     pq.write_table(t.slice(0, 200), ds / "index.parquet")
-    with pytest.raises(ManifestError, match="200 rows but dataset.json counts 300"):
+    with pytest.raises(ManifestError, match=r"200 rows but dataset\.json counts 300"):
         Dataset.open(ds)
 
 
@@ -79,7 +93,11 @@ class _Exploding(NpzSource):
 def test_interrupted_convert_never_looks_finished(tmp_path: Path, npz_source) -> None:
     path, _ = npz_source
     with pytest.raises(SourceError, match="boom"):
-        convert(_Exploding(str(path)), tmp_path / "o", ConvertOptions(samples_per_shard=100, progress=False))
+        convert(
+            _Exploding(str(path)),
+            tmp_path / "o",
+            ConvertOptions(samples_per_shard=100, progress=False),
+        )
     assert not (tmp_path / "o" / "dataset.json").exists()
     assert not [p.name for p in (tmp_path / "o").iterdir() if ".tmp-" in p.name]
     with pytest.raises(ManifestError, match="not a finished dataset"):
@@ -104,7 +122,9 @@ def test_npy_with_objects_refused() -> None:
 
 def test_zstd_bomb_refused() -> None:
     bomb = zstandard.ZstdCompressor().compress(bytes(10_000_000))
-    with pytest.raises(DecodeError, match=r"decompresses to 10000000 bytes, over the limit of 1000000"):
+    with pytest.raises(
+        DecodeError, match=r"decompresses to 10000000 bytes, over the limit of 1000000"
+    ):
         unzst("x.npy.zst", bomb, where="sample 3", limit=1_000_000)
     with pytest.raises(DecodeError, match="corrupt zstd"):
         unzst("x.npy.zst", b"\x28\xb5\x2f\xfd garbage", where="sample 3")

@@ -21,10 +21,15 @@ shard = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(shard)
 
 
-def test_convert_info_verify(tmp_path: Path, npz_source, capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_info_verify(
+    tmp_path: Path, npz_source, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, arrays = npz_source
     out = str(tmp_path / "ds")
-    assert shard.main(["convert", str(path), out, "--samples-per-shard", "100", "--compress", "zstd"]) == 0
+    assert (
+        shard.main(["convert", str(path), out, "--samples-per-shard", "100", "--compress", "zstd"])
+        == 0
+    )
     assert shard.main(["info", out]) == 0
     text = capsys.readouterr().out
     assert "samples       300" in text and "shards        3" in text
@@ -45,8 +50,23 @@ def test_parts_and_merge(tmp_path: Path, npz_source) -> None:
     path, arrays = npz_source
     out = str(tmp_path / "ds")
     for i in (2, 0, 1):
-        assert shard.main(["convert", str(path), out, "--part", f"{i}/3", "--shuffle", "--seed", "5",
-                           "--samples-per-shard", "40"]) == 0
+        assert (
+            shard.main(
+                [
+                    "convert",
+                    str(path),
+                    out,
+                    "--part",
+                    f"{i}/3",
+                    "--shuffle",
+                    "--seed",
+                    "5",
+                    "--samples-per-shard",
+                    "40",
+                ]
+            )
+            == 0
+        )
     assert not (tmp_path / "ds" / "dataset.json").exists()
     assert shard.main(["merge", out]) == 0
     ds = Dataset.open(out)
@@ -60,7 +80,9 @@ def test_parts_and_merge(tmp_path: Path, npz_source) -> None:
     assert shard.main(["verify", out]) == 0
 
 
-def test_merge_with_a_missing_part(tmp_path: Path, npz_source, capsys: pytest.CaptureFixture[str]) -> None:
+def test_merge_with_a_missing_part(
+    tmp_path: Path, npz_source, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, _ = npz_source
     shard.main(["convert", str(path), str(tmp_path / "ds"), "--part", "0/2"])
     assert shard.main(["merge", str(tmp_path / "ds")]) == 1
@@ -75,7 +97,9 @@ def test_index_existing_webdataset_tars(tmp_path: Path) -> None:
     assert shard.main(["index", str(tmp_path / "w"), "--checksum"]) == 0
     ds = Dataset.open(tmp_path / "w")
     assert ds.num_samples == 100 and len(ds.manifest.shards) == 4
-    theirs = list(wds.WebDataset(sorted(str(p) for p in (tmp_path / "w").glob("*.tar")), shardshuffle=False))
+    theirs = list(
+        wds.WebDataset(sorted(str(p) for p in (tmp_path / "w").glob("*.tar")), shardshuffle=False)
+    )
     ours = list(read_samples(ds, range(100)))
     for o, t in zip(ours, theirs, strict=True):
         assert o["__key__"] == t["__key__"] and o["json"] == t["json"] and o["bin"] == t["bin"]
@@ -90,7 +114,10 @@ def test_index_gnu_tar_written_shard(tmp_path: Path) -> None:
     (src / "deep.dir" / f"{long}.cls").write_text("3")
     (src / "short.txt").write_text("short")
     (tmp_path / "t").mkdir()
-    subprocess.run(["tar", "--format=gnu", "-cf", str(tmp_path / "t" / "a.tar"), "-C", str(src), "."], check=True)
+    subprocess.run(
+        ["tar", "--format=gnu", "-cf", str(tmp_path / "t" / "a.tar"), "-C", str(src), "."],
+        check=True,
+    )
     assert shard.main(["index", str(tmp_path / "t" / "a.tar")]) == 0
     got = {s["__key__"]: s for s in read_samples(tmp_path / "t", range(2))}
     assert got[f"./deep.dir/{long}"]["txt"] == b"long" and got["./short"]["txt"] == b"short"
@@ -104,7 +131,17 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_runs_as_a_script(tmp_path: Path, npz_source) -> None:
     path, _ = npz_source
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "shard.py"), "convert", str(path), str(tmp_path / "o")],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "shard.py"),
+            "convert",
+            str(path),
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "o" / "dataset.json").read_text())["num_samples"] == 300

@@ -1,4 +1,4 @@
-"""convert -> read back: every sample equals its source, for tar and arrow, with and without zstd."""
+"""convert -> read back equals the source, for tar and arrow, with and without zstd."""
 
 from __future__ import annotations
 
@@ -43,9 +43,16 @@ def test_npz_round_trip(tmp_path: Path, npz_source, fmt: str, compress: str | No
 
 def test_tar_shards_read_by_tar_and_webdataset(tmp_path: Path, npz_source) -> None:
     path, arrays = npz_source
-    convert(open_source(str(path)), tmp_path / "out", ConvertOptions(samples_per_shard=100, progress=False))
+    convert(
+        open_source(str(path)),
+        tmp_path / "out",
+        ConvertOptions(samples_per_shard=100, progress=False),
+    )
     names = subprocess.run(
-        ["tar", "tf", str(tmp_path / "out" / "shard-000000.tar")], capture_output=True, text=True, check=True
+        ["tar", "tf", str(tmp_path / "out" / "shard-000000.tar")],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert names[:3] == ["000000000.x.npy", "000000000.y.npy", "000000000.w.npy"]
     urls = [str(tmp_path / "out" / f"shard-{i:06d}.tar") for i in range(3)]
@@ -59,7 +66,11 @@ def test_tar_shards_read_by_tar_and_webdataset(tmp_path: Path, npz_source) -> No
 def test_deterministic_bytes(tmp_path: Path, npz_source) -> None:
     path, _ = npz_source
     for out in ("a", "b"):
-        convert(open_source(str(path)), tmp_path / out, ConvertOptions(progress=False, shuffle=True, seed=3))
+        convert(
+            open_source(str(path)),
+            tmp_path / out,
+            ConvertOptions(progress=False, shuffle=True, seed=3),
+        )
     a = (tmp_path / "a" / "shard-000000.tar").read_bytes()
     assert a == (tmp_path / "b" / "shard-000000.tar").read_bytes()
     with tarfile.open(tmp_path / "a" / "shard-000000.tar") as t:
@@ -69,22 +80,34 @@ def test_deterministic_bytes(tmp_path: Path, npz_source) -> None:
 
 def test_workers_give_same_bytes(tmp_path: Path, npz_source) -> None:
     path, _ = npz_source
-    convert(open_source(str(path)), tmp_path / "one", ConvertOptions(progress=False, compress="zstd"))
-    convert(open_source(str(path)), tmp_path / "two", ConvertOptions(progress=False, compress="zstd", workers=2))
+    convert(
+        open_source(str(path)), tmp_path / "one", ConvertOptions(progress=False, compress="zstd")
+    )
+    convert(
+        open_source(str(path)),
+        tmp_path / "two",
+        ConvertOptions(progress=False, compress="zstd", workers=2),
+    )
     one, two = (tmp_path / d / "shard-000000.tar" for d in ("one", "two"))
     assert one.read_bytes() == two.read_bytes()
 
 
 def test_shuffle_is_a_permutation(tmp_path: Path, npz_source) -> None:
-    path, arrays = npz_source
-    convert(open_source(str(path)), tmp_path / "s", ConvertOptions(shuffle=True, seed=1, progress=False))
+    path, _ = npz_source
+    convert(
+        open_source(str(path)), tmp_path / "s", ConvertOptions(shuffle=True, seed=1, progress=False)
+    )
     keys = Dataset.open(tmp_path / "s").keys().to_pylist()
     assert keys != sorted(keys) and sorted(keys) == [f"{i:09d}" for i in range(300)]
 
 
 def test_max_shard_bytes(tmp_path: Path, npz_source) -> None:
     path, _ = npz_source
-    m = convert(open_source(str(path)), tmp_path / "o", ConvertOptions(max_shard_bytes=40_000, progress=False))
+    m = convert(
+        open_source(str(path)),
+        tmp_path / "o",
+        ConvertOptions(max_shard_bytes=40_000, progress=False),
+    )
     assert len(m.shards) > 5
     # every shard but a single-sample one stays within the limit (plus the end-of-archive record)
     assert all(s.bytes <= 40_000 + 10240 for s in m.shards)
@@ -110,7 +133,9 @@ def test_member_header_fast_path_matches_tarfile() -> None:
 field_names = st.from_regex(r"[a-z][a-z0-9]{0,5}(\.[a-z0-9]{1,4})?", fullmatch=True)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     samples=st.lists(
         st.dictionaries(field_names, st.binary(max_size=3000), min_size=1, max_size=3),
@@ -127,7 +152,9 @@ def test_files_round_trip_property(tmp_path_factory, samples, fmt, compress, per
         for ext, data in fields.items():
             (root / f"s{i:04d}.{ext}").write_bytes(data)
     out = tmp_path_factory.mktemp("out")
-    opts = ConvertOptions(format=fmt, compress=compress, samples_per_shard=per_shard, progress=False, overwrite=True)
+    opts = ConvertOptions(
+        format=fmt, compress=compress, samples_per_shard=per_shard, progress=False, overwrite=True
+    )
     convert(open_source(str(root)), out, opts)
     got = list(read_samples(out, range(len(samples))))
     for i, (g, fields) in enumerate(zip(got, samples, strict=True)):

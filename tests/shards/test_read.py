@@ -22,8 +22,16 @@ def _rchar() -> int:
 def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("big")
     rng = np.random.default_rng(0)
-    np.savez(root / "src.npz", x=rng.standard_normal((3000, 256)).astype(np.float32), y=rng.integers(0, 10, 3000))
-    convert(open_source(str(root / "src.npz")), root / "ds", ConvertOptions(samples_per_shard=500, progress=False))
+    np.savez(
+        root / "src.npz",
+        x=rng.standard_normal((3000, 256)).astype(np.float32),
+        y=rng.integers(0, 10, 3000),
+    )
+    convert(
+        open_source(str(root / "src.npz")),
+        root / "ds",
+        ConvertOptions(samples_per_shard=500, progress=False),
+    )
     return root / "ds"
 
 
@@ -31,7 +39,11 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_bytes_read_follow_the_selection(big: Path, fraction: float) -> None:
     ds = Dataset.open(big)
     total = ds.manifest.total_bytes
-    ids = np.sort(np.random.default_rng(1).choice(ds.num_samples, int(fraction * ds.num_samples), replace=False))
+    ids = np.sort(
+        np.random.default_rng(1).choice(
+            ds.num_samples, int(fraction * ds.num_samples), replace=False
+        )
+    )
     before = _rchar()
     reader = read_samples(ds, ids)
     n = sum(1 for _ in reader)
