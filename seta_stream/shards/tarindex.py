@@ -78,7 +78,11 @@ class TarMember(NamedTuple):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TarSample:
-    """A sample: bytes [offset, offset + length) hold all of its tar entries, headers included."""
+    """A sample: bytes [offset, offset + length) hold all of its tar entries, headers included.
+
+    The range can also hold entries WebDataset skips (a directory or link between two members
+    of the sample); parsed alone, it gives the same sample.
+    """
 
     key: str
     offset: int
@@ -243,7 +247,7 @@ def _open(reader: _ClampedReader, name: str, size: int) -> tarfile.TarFile:
                     f"{name}: a {kind}-compressed tar has no per-member byte ranges; decompress"
                     " the shard (or compress members one by one, e.g. KEY.npy.zst)"
                 ) from e
-        raise ShardFormatError(f"{name}: not a tar archive: bad header at byte 0 ({e})") from e
+        raise ShardFormatError(f"{name}: not a readable tar archive: byte 0: {e}") from e
 
 
 def _next(tar: tarfile.TarFile, name: str, last: tarfile.TarInfo | None) -> tarfile.TarInfo | None:
