@@ -98,6 +98,9 @@ def write_index(table: pa.Table, where: object) -> None:
     pq.write_table(table, where, compression="zstd", row_group_size=1 << 20)
 
 
+_ARRAYS = ("shard", "offset", "length", "mstart", "mfield", "moffset", "msize")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SampleIndex:
     """The index as flat numpy arrays; `members_of(i)` slices one sample's members."""
@@ -148,6 +151,32 @@ class SampleIndex:
             msize=flat.field("size").to_numpy(zero_copy_only=False).astype(np.int64),
             field_names=tuple(names.dictionary.to_pylist()),
         )
+
+    def save(self, folder: str) -> None:
+        """Write the arrays as `.npy` files (and keys as Arrow IPC) for `load(mmap=True)`."""
+        import json
+        import os
+
+        for name in _ARRAYS:
+            np.save(os.path.join(folder, f"{name}.npy"), getattr(self, name))
+        with pa.OSFile(os.path.join(folder, "keys.arrow"), "wb") as f:
+            batch = pa.record_batch([self.keys], names=["key"])
+            with pa.ipc.new_file(f, batch.schema) as w:
+                w.write_batch(batch)
+        with open(os.path.join(folder, "fields.json"), "w") as f:
+            json.dump(list(self.field_names), f)
+
+    @classmethod
+    def load(cls, folder: str) -> SampleIndex:
+        """Memory-map an index written by `save`: processes that load it share its pages."""
+        import json
+        import os
+
+        arrays = {n: np.load(os.path.join(folder, f"{n}.npy"), mmap_mode="r") for n in _ARRAYS}
+        table = pa.ipc.open_file(pa.memory_map(os.path.join(folder, "keys.arrow"))).read_all()
+        with open(os.path.join(folder, "fields.json")) as f:
+            names = tuple(json.load(f))
+        return cls(keys=table.column("key").combine_chunks(), field_names=names, **arrays)
 
     def members_of(self, i: int) -> tuple[list[str], np.ndarray, np.ndarray]:
         a, b = self.mstart[i], self.mstart[i + 1]

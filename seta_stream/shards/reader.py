@@ -42,6 +42,26 @@ class Dataset:
     max_decompressed: int = MAX_DECOMPRESSED
     stats: ReadStats = field(default_factory=ReadStats)
     _checked: set[int] = field(default_factory=set)
+    _index_dir: str | None = None
+
+    def share_index(self, folder: str) -> None:
+        """Keep the index as memory-mapped files in `folder`: pickled copies of this dataset
+        (DataLoader workers, spawn) map the same pages instead of copying N-sized arrays."""
+        self.index.save(folder)
+        self.index = SampleIndex.load(folder)
+        self._index_dir = folder
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["stats"], state["_checked"] = ReadStats(), set()
+        if self._index_dir is not None:
+            state["index"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.index is None and self._index_dir is not None:
+            self.index = SampleIndex.load(self._index_dir)
 
     @classmethod
     def open(
