@@ -16,15 +16,40 @@ from seta_stream.errors import (
     ShardFormatError,
     SourceError,
 )
+from seta_stream.losses import LossTable
+from seta_stream.policies import (
+    DynamicRandom,
+    Full,
+    InfoBatch,
+    Policy,
+    SeTa,
+    Selection,
+    Static,
+    policy_from_dict,
+)
+from seta_stream.shards import Dataset, read_samples
+from seta_stream.stream import SeTaStream
 
 __all__ = [
     "ChecksumError",
+    "Dataset",
     "DecodeError",
+    "DynamicRandom",
+    "Full",
+    "InfoBatch",
+    "LossTable",
     "LossTableError",
     "ManifestError",
+    "Policy",
     "PolicyError",
+    "SeTa",
+    "SeTaStream",
     "SeTaStreamError",
+    "Selection",
     "ShardFormatError",
     "SourceError",
+    "Static",
+    "policy_from_dict",
+    "read_samples",
 ]
 __version__ = "0.1.0"

@@ -26,7 +26,7 @@ from seta_stream.policies.base import (
     is_annealing,
     keep_count,
     keep_fraction,
-    random_subset,
+    random_mask,
 )
 
 _SALT = 0x1BF0
@@ -76,18 +76,17 @@ class InfoBatch(PolicyMixin):
         values = fill_unseen(scores, self.init_score) if has_unseen else scores
         mean = values.mean(dtype=np.float64)
         low = values < np.float64(mean)  # compared in float64, not at the mean rounded to float32
-        low_ids = np.flatnonzero(low)
+        n_low = int(np.count_nonzero(low))
         keep = keep_fraction(self.prune_ratio)
         rng = epoch_rng(seed, epoch, _SALT)
-        kept_low = low_ids[random_subset(rng, low_ids.size, keep_count(low_ids.size, keep))]
+        kept_low = random_mask(rng, n_low, keep_count(n_low, keep))
         chosen = ~low
-        chosen[kept_low] = True
+        chosen[low] = kept_low
         ids = np.flatnonzero(chosen).astype(np.int64, copy=False)
+        n_low_kept = int(np.count_nonzero(kept_low))
         weights = None
-        if kept_low.size and keep < 1.0:
+        if n_low_kept and keep < 1.0:
             weights = np.where(low[ids], np.float32(1.0 / keep), np.float32(1.0))
         info = base_info("prune", epoch, n, int(ids.size))
-        info.update(
-            mean_score=float(mean), num_low=int(low_ids.size), num_low_kept=int(kept_low.size)
-        )
+        info.update(mean_score=float(mean), num_low=n_low, num_low_kept=n_low_kept)
         return Selection(ids=ids, weights=weights, info=info)

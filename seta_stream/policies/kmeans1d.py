@@ -35,6 +35,7 @@ _PREFIX_BLOCK = 4096
 _DP_BUDGET = 12_000_000
 _MAX_ATOMS = 1024
 _MIN_ATOMS = 64
+_DP_ROWS = 128
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -183,25 +184,43 @@ def _dp_segments(
     centre = (float(sorted_values[0]) + float(sorted_values[-1])) / 2
     cum_n = atoms.astype(np.float64)
     cum_s = prefix.at(atoms) - centre * cum_n  # centred, for precision
-    # gain[b, a] = S(a, b)² / n(a, b) for a < b, -inf otherwise.
-    d_s = cum_s[:, None] - cum_s[None, :]
-    d_n = cum_n[:, None] - cum_n[None, :]
-    valid = np.tri(n_atoms + 1, k=-1, dtype=bool)
-    gain = np.full_like(d_s, -np.inf)
-    np.divide(d_s * d_s, d_n, out=gain, where=valid)
-    best = gain[:, 0].copy()
+    blocks = _gain_blocks(cum_s, cum_n)
+    best = np.concatenate([block[:, 0] for _, block in blocks])
     choices = []
-    cand = np.empty_like(gain)
     for _ in range(1, k):
-        np.add(gain, best[None, :], out=cand)
-        arg = cand.argmax(axis=1)
-        best = cand[np.arange(n_atoms + 1), arg]
+        arg = np.empty(n_atoms + 1, dtype=np.int64)
+        new_best = np.empty(n_atoms + 1, dtype=np.float64)
+        for r0, block in blocks:
+            cand = block + best[None, : block.shape[1]]
+            rows = np.arange(block.shape[0])
+            arg[r0 : r0 + block.shape[0]] = cand.argmax(axis=1)
+            new_best[r0 : r0 + block.shape[0]] = cand[rows, arg[r0 : r0 + block.shape[0]]]
+        best = new_best
         choices.append(arg)
     cuts = [n_atoms]
     for arg in reversed(choices):
         cuts.append(int(arg[cuts[-1]]))
     cuts.append(0)
     return np.asarray(cuts[::-1], dtype=np.int64)
+
+
+def _gain_blocks(cum_s: np.ndarray, cum_n: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Row blocks of gain[b, a] = S(a, b)² / n(a, b) for a < b (-inf for a >= b).
+
+    Row b only needs columns a < b, so block rows [r0, r1) keep columns [0, r1): the lower
+    triangle, about half of the (A+1)² matrix, without any full-size temporary.
+    """
+    blocks = []
+    size = cum_s.size
+    for r0 in range(0, size, _DP_ROWS):
+        r1 = min(size, r0 + _DP_ROWS)
+        d_s = cum_s[r0:r1, None] - cum_s[None, :r1]
+        d_n = cum_n[r0:r1, None] - cum_n[None, :r1]
+        valid = np.arange(r1)[None, :] < np.arange(r0, r1)[:, None]
+        gain = np.full_like(d_s, -np.inf)
+        np.divide(d_s * d_s, d_n, out=gain, where=valid)
+        blocks.append((r0, gain))
+    return blocks
 
 
 def _float32_floor(values: np.ndarray) -> np.ndarray:

@@ -27,6 +27,8 @@ from seta_stream.policies.base import (
     is_annealing,
     keep_count,
     keep_fraction,
+    nonempty,
+    random_mask,
     random_subset,
 )
 from seta_stream.policies.kmeans1d import kmeans1d_sorted
@@ -112,29 +114,26 @@ class SeTa(PolicyMixin):
         n = int(scores.size)
         rng = epoch_rng(seed, epoch, _SALT)
         count = keep_count(n, keep_fraction(self.prune_ratio))
-        groups = np.full(n, -1, dtype=np.int8)
         if is_annealing(epoch, self.epochs, self.anneal):
-            ids = random_subset(rng, n, count)
+            ids = nonempty(random_subset(rng, n, count), rng, n)
             info = base_info("anneal", epoch, n, int(ids.size))
             info.update(groups=[], window=None, num_clustered=0)
-            return Selection(ids=ids, weights=None, groups=groups, info=info)
+            unclustered = np.full(n, -1, dtype=np.int8)
+            return Selection(ids=ids, weights=None, groups=unclustered, info=info)
 
-        pruned = count < n
-        r_ids = random_subset(rng, n, count) if pruned else None
-        values = scores[r_ids] if r_ids is not None else scores
+        in_r = random_mask(rng, n, count) if count < n else None
+        values = scores if in_r is None else scores[in_r]
         if has_unseen:
             values = fill_unseen(values, self.init_score)
         found = _cluster(values, self.num_groups, rng)
         start, stop = self._window(found.sizes, epoch, n)
-        kept = (found.labels >= start) & (found.labels < stop)
-        if r_ids is None:
+        if in_r is None:
             groups = found.labels
-            ids = np.flatnonzero(kept).astype(np.int64, copy=False)
         else:
-            groups[r_ids] = found.labels
-            ids = r_ids[kept]
-        if ids.size == 0:  # R is empty (floor(keep·N) = 0): one random sample
-            ids = np.array([int(rng.integers(n))], dtype=np.int64)
+            groups = np.full(n, -1, dtype=np.int8)
+            groups[in_r] = found.labels
+        kept = (groups >= start) & (groups < stop)  # -1 (not in R) is never in the window
+        ids = nonempty(np.flatnonzero(kept).astype(np.int64, copy=False), rng, n)
         info = base_info("prune", epoch, n, int(ids.size))
         info.update(groups=found.stats, window=[start, stop], num_clustered=int(values.size))
         return Selection(ids=ids, weights=None, groups=groups, info=info)

@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from seta_stream.errors import PolicyError
 from seta_stream.policies.base import (
     PolicyMixin,
     Selection,
@@ -21,6 +20,7 @@ from seta_stream.policies.base import (
     is_annealing,
     keep_count,
     keep_fraction,
+    nonempty,
     random_subset,
 )
 
@@ -63,12 +63,8 @@ class Static(PolicyMixin):
         check_scores(scores)
         n = int(scores.size)
         rng = np.random.default_rng(np.random.SeedSequence([seed, _SALT_STATIC]))
-        ids = random_subset(rng, n, keep_count(n, keep_fraction(self.prune_ratio)))
-        if ids.size == 0:
-            raise PolicyError(
-                f"Static(prune_ratio={self.prune_ratio}) keeps no sample of N={n}; "
-                "use a smaller prune_ratio or more samples"
-            )
+        count = keep_count(n, keep_fraction(self.prune_ratio))
+        ids = nonempty(random_subset(rng, n, count), rng, n)
         return Selection(ids=ids, info=base_info("prune", epoch, n, int(ids.size)))
 
 
@@ -99,7 +95,6 @@ class DynamicRandom(PolicyMixin):
             ids = np.arange(n, dtype=np.int64)
             return Selection(ids=ids, info=base_info("anneal", epoch, n, n))
         rng = epoch_rng(seed, epoch, _SALT_DYNAMIC)
-        ids = random_subset(rng, n, keep_count(n, keep_fraction(self.prune_ratio)))
-        if ids.size == 0:  # floor(keep·N) = 0 on a tiny dataset: one random sample
-            ids = np.array([int(rng.integers(n))], dtype=np.int64)
+        count = keep_count(n, keep_fraction(self.prune_ratio))
+        ids = nonempty(random_subset(rng, n, count), rng, n)
         return Selection(ids=ids, info=base_info("prune", epoch, n, int(ids.size)))

@@ -1,0 +1,281 @@
+"""SeTa against SETA_SPEC.md: windows, annealing, keep arithmetic, groups, determinism."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from seta_stream.errors import PolicyError
+from seta_stream.policies import SeTa
+from seta_stream.policies.base import is_annealing, keep_count
+from seta_stream.policies.seta import target_window, window_bounds
+
+
+def _losses(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).lognormal(size=n).astype(np.float32)
+
+
+# The spec's reference table: (E, δ, k, α) -> w, windows of epochs 0…6, first annealing epoch.
+TABLE = [
+    ((200, 0.875, 5, 0.9), 4, [None, (1, 5), (0, 4), (1, 5), (0, 4), (1, 5), (0, 4)], 175),
+    ((300, 0.875, 5, 0.6), 3, [None, (1, 4), (2, 5), (0, 3), (1, 4), (2, 5), (0, 3)], 262),
+    ((200, 0.875, 10, 0.5), 5, [None, (1, 6), (2, 7), (3, 8), (4, 9), (5, 10), (0, 5)], 175),
+]
+
+
+@pytest.mark.parametrize(("setting", "w", "windows", "first_anneal"), TABLE)
+def test_window_schedule_matches_the_spec_table(setting, w, windows, first_anneal) -> None:
+    epochs, anneal, k, alpha = setting
+    policy = SeTa(epochs=epochs, anneal=anneal, num_groups=k, window=alpha)
+    scores = _losses(3_000)
+    for e, expected in enumerate(windows):
+        sel = policy.select(scores, e, seed=7)
+        assert sel.info["phase"] == "prune"
+        assert len(sel.info["groups"]) == k
+        window = tuple(sel.info["window"])
+        assert window == ((0, k) if expected is None else expected)
+        if expected is not None:
+            assert window[1] - window[0] == w
+        # the selection is exactly the union of the window's groups
+        in_window = (sel.groups >= window[0]) & (sel.groups < window[1])
+        np.testing.assert_array_equal(sel.ids, np.flatnonzero(in_window))
+    phases = [policy.select(scores[:40], e).info["phase"] for e in range(epochs)]
+    assert phases.index("anneal") == first_anneal
+    assert set(phases[first_anneal:]) == {"anneal"}
+
+
+def test_window_size_rounds_half_to_even() -> None:
+    assert window_bounds(5, 1, 0.9) == (1, 5)  # round(4.5) = 4, not 5
+    assert window_bounds(5, 1, 0.5) == (1, 3)  # round(2.5) = 2
+    assert window_bounds(7, 1, 0.5) == (1, 5)  # round(3.5) = 4
+    assert window_bounds(10, 3, 0.01) == (3, 4)  # w >= 1
+    assert window_bounds(4, 9, 1.0) == (0, 4)
+
+
+def test_annealing_uses_the_float64_product() -> None:
+    assert 100 * 0.57 == 56.99999999999999
+    assert not is_annealing(55, 100, 0.57)
+    assert is_annealing(56, 100, 0.57)
+    policy = SeTa(epochs=100, anneal=0.57, prune_ratio=0.3)
+    scores = _losses(500)
+    assert policy.select(scores, 55).info["phase"] == "prune"
+    sel = policy.select(scores, 56)
+    assert sel.info["phase"] == "anneal"
+    assert sel.info["window"] is None
+    assert sel.info["groups"] == []
+    assert sel.groups is not None
+    assert np.all(sel.groups == -1)
+    assert sel.ids.size == keep_count(500, 0.7)
+
+
+def test_keep_count_is_floored_product() -> None:
+    assert keep_count(2600, 0.7) == 1819
+    scores = np.full(2600, np.nan, np.float32)
+    policy = SeTa(epochs=10, prune_ratio=0.3)
+    assert policy.select(scores, 0).ids.size == 1819  # epoch 0 keeps all of R
+    assert policy.select(scores, 9).ids.size == 1819  # annealing: floor(keep·N) too
+    # keep is floored at 0.1
+    assert SeTa(epochs=10, prune_ratio=0.95).select(scores, 0).ids.size == 260
+
+
+def test_epoch_zero_splits_unseen_samples_into_equal_random_chunks() -> None:
+    scores = np.full(1_003, np.nan, np.float32)
+    sel = SeTa(epochs=10, num_groups=10, prune_ratio=0.2).select(scores, 0, seed=3)
+    r_size = keep_count(1_003, 0.8)
+    assert sel.ids.size == r_size
+    sizes = [g["size"] for g in sel.info["groups"]]
+    assert len(sizes) == 10
+    assert sum(sizes) == r_size
+    assert max(sizes) - min(sizes) <= 1
+    assert all(g["mean"] == 3.0 for g in sel.info["groups"])
+    assert sel.groups is not None
+    assert np.all(sel.groups[sel.ids] >= 0)
+    assert np.count_nonzero(sel.groups == -1) == 1_003 - r_size
+    np.testing.assert_array_equal(np.bincount(sel.groups[sel.ids]), sizes)
+    # chunks are random, not runs of ids
+    first_chunk = np.flatnonzero(sel.groups == 0)
+    assert first_chunk[-1] - first_chunk[0] > 500
+
+
+def test_groups_are_ordered_easy_to_hard_and_match_the_scores() -> None:
+    scores = _losses(5_000, seed=1)
+    scores[::7] = np.nan  # never seen: init_score 3.0
+    sel = SeTa(epochs=10, num_groups=5, window=0.6).select(scores, 2, seed=1)
+    filled = np.where(np.isnan(scores), np.float32(3.0), scores)
+    groups = sel.info["groups"]
+    assert [g["rank"] for g in groups] == list(range(5))
+    assert all(a["max"] < b["min"] for a, b in itertools.pairwise(groups))
+    assert all(a["mean"] < b["mean"] for a, b in itertools.pairwise(groups))
+    assert sel.groups is not None
+    for g in groups:
+        members = filled[sel.groups == g["rank"]]
+        assert members.size == g["size"]
+        assert members.min() == g["min"]
+        assert members.max() == g["max"]
+        assert members.mean(dtype=np.float64) == pytest.approx(g["mean"], rel=1e-9)
+    assert sel.info["window"] == [2, 5]  # w = round(3.0) = 3, start = 2 mod 3
+    assert sel.weights is None
+    json.dumps(sel.info)
+
+
+def test_random_pruning_then_clustering_only_r() -> None:
+    scores = _losses(10_000, seed=2)
+    sel = SeTa(epochs=20, prune_ratio=0.4, num_groups=4, window=0.5).select(scores, 3, seed=5)
+    assert sel.groups is not None
+    clustered = np.flatnonzero(sel.groups >= 0)
+    assert clustered.size == keep_count(10_000, 0.6)
+    assert sel.info["num_clustered"] == clustered.size
+    assert np.isin(sel.ids, clustered).all()
+    # R is a uniform random subset: its mean score is close to the whole set's
+    assert scores[clustered].mean() == pytest.approx(scores.mean(), rel=0.05)
+
+
+def test_tiny_r_uses_one_group_per_distinct_score() -> None:
+    scores = np.array([1.0, 2.0, 2.0, 5.0, 1.0, 2.0], np.float32)
+    sel = SeTa(epochs=10, num_groups=10).select(scores, 0)
+    assert [g["size"] for g in sel.info["groups"]] == [2, 3, 1]
+    assert sel.groups is not None
+    np.testing.assert_array_equal(sel.groups, [0, 1, 1, 2, 0, 1])
+    sel = SeTa(epochs=10, num_groups=10, window=0.5).select(scores, 1)
+    assert sel.info["window"] == [1, 3]  # w = round(3·0.5) = 2 over the 3 groups
+    np.testing.assert_array_equal(sel.ids, [1, 2, 3, 5])
+
+
+def test_empty_r_still_selects_one_sample() -> None:
+    scores = np.ones(5, np.float32)
+    sel = SeTa(epochs=10, prune_ratio=0.9).select(scores, 1)  # floor(5·0.1) = 0
+    assert sel.ids.size == 1
+    assert 0 <= int(sel.ids[0]) < 5
+
+
+def test_target_keep_picks_the_nearest_width() -> None:
+    sizes = [500, 250, 125, 75, 50]
+    assert target_window(sizes, 0, 600.0) == (0, 1)  # 500 is nearest 600
+    assert target_window(sizes, 1, 400.0) == (1, 3)  # w=2 keeps 375; w=3 450, w=4 500
+    assert target_window(sizes, 3, 1000.0) == (0, 5)
+    scores = _losses(20_000, seed=3)
+    policy = SeTa(epochs=30, num_groups=10, target_keep=0.6)
+    plain = SeTa(epochs=30, num_groups=10)
+    off_target, plain_off, starts = [], [], []
+    for e in range(1, 13):
+        sel = policy.select(scores, e)
+        sizes = [g["size"] for g in sel.info["groups"]]
+        assert tuple(sel.info["window"]) == target_window(sizes, e, 0.6 * 20_000)
+        off_target.append(abs(sel.info["kept_fraction"] - 0.6))
+        plain_off.append(abs(plain.select(scores, e).info["kept_fraction"] - 0.6))
+        starts.append(sel.info["window"][0])
+    # skewed losses: the plain rule keeps 5%…95%; the target holds most epochs within 0.05
+    assert np.median(off_target) < 0.05
+    assert np.mean(off_target) < 0.5 * np.mean(plain_off)
+    assert len(set(starts)) > 1
+
+
+def test_same_inputs_same_selection_and_no_global_rng_touched() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)
+    torch_state = torch.random.get_rng_state().clone()
+    scores = _losses(4_000)
+    policy = SeTa(epochs=10, prune_ratio=0.3, num_groups=5, window=0.6)
+    a = policy.select(scores, 3, seed=11)
+    b = policy.select(scores.copy(), 3, seed=11)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    assert a.groups is not None
+    assert b.groups is not None
+    np.testing.assert_array_equal(a.groups, b.groups)
+    assert a.info == b.info
+    after = np.random.get_state(legacy=True)
+    assert isinstance(after, tuple)
+    assert after[0] == np_state[0]
+    np.testing.assert_array_equal(after[1], np_state[1])
+    assert after[2:] == np_state[2:]
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    c = policy.select(scores, 3, seed=12)
+    assert not np.array_equal(a.ids, c.ids)
+
+
+def test_same_selection_in_another_process() -> None:
+    code = (
+        "import numpy as np, hashlib;"
+        "from seta_stream.policies import SeTa;"
+        "s = np.random.default_rng(0).lognormal(size=3000).astype(np.float32);"
+        "sel = SeTa(epochs=10, prune_ratio=0.3, num_groups=5).select(s, 2, seed=4);"
+        "print(hashlib.sha256(sel.ids.tobytes() + sel.groups.tobytes()).hexdigest())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    import hashlib
+
+    s = _losses(3_000)
+    sel = SeTa(epochs=10, prune_ratio=0.3, num_groups=5).select(s, 2, seed=4)
+    assert sel.groups is not None
+    here = hashlib.sha256(sel.ids.tobytes() + sel.groups.tobytes()).hexdigest()
+    assert out.stdout.strip() == here
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"epochs": 0}, "epochs must be an int >= 1, got 0"),
+        ({"epochs": 2.5}, "epochs must be an int >= 1, got 2.5"),
+        ({"epochs": 5, "prune_ratio": 1.0}, r"prune_ratio must be a number in \[0, 1\), got 1.0"),
+        ({"epochs": 5, "prune_ratio": -0.1}, "prune_ratio .* got -0.1"),
+        ({"epochs": 5, "num_groups": 0}, r"num_groups must be an int in \[1, 127\], got 0"),
+        ({"epochs": 5, "num_groups": 200}, "num_groups .* got 200"),
+        ({"epochs": 5, "window": 0.0}, r"window must be a number in \(0, 1\], got 0.0"),
+        ({"epochs": 5, "window": 1.5}, "window .* got 1.5"),
+        ({"epochs": 5, "anneal": 0.0}, r"anneal must be a number in \(0, 1\], got 0.0"),
+        ({"epochs": 5, "init_score": float("nan")}, "init_score must be a finite number"),
+        ({"epochs": 5, "target_keep": 0.0}, r"target_keep must be None or .* got 0.0"),
+        ({"epochs": 5, "target_keep": 1.2}, "target_keep .* got 1.2"),
+    ],
+)
+def test_bad_parameters_are_named(kwargs, message) -> None:
+    with pytest.raises(PolicyError, match=message):
+        SeTa(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("scores", "message"),
+    [
+        (np.ones(10, np.float64), "1-D float32 array .* got float64"),
+        (np.ones((2, 5), np.float32), r"got float32 with shape \(2, 5\)"),
+        (np.array([1.0, np.inf, 2.0], np.float32), "sample 1 has score inf"),
+        (np.empty(0, np.float32), "scores is empty"),
+        ([1.0, 2.0], "scores must be a numpy array, got list"),
+    ],
+)
+def test_bad_scores_raise(scores, message) -> None:
+    with pytest.raises(PolicyError, match=message):
+        SeTa(epochs=5).select(scores, 1)
+
+
+def test_bad_epoch_or_seed_raise() -> None:
+    scores = np.ones(10, np.float32)
+    with pytest.raises(PolicyError, match="epoch must be an int >= 0, got -1"):
+        SeTa(epochs=5).select(scores, -1)
+    with pytest.raises(PolicyError, match="seed must be an int >= 0, got -3"):
+        SeTa(epochs=5).select(scores, 0, seed=-3)
+
+
+@pytest.mark.slow
+def test_ten_million_scores_within_three_argsorts() -> None:
+    scores = _losses(10_000_000)
+    t0 = time.perf_counter()
+    np.argsort(scores)
+    argsort_s = time.perf_counter() - t0
+    policy = SeTa(epochs=10, prune_ratio=0.3)
+    t0 = time.perf_counter()
+    sel = policy.select(scores, 3)
+    select_s = time.perf_counter() - t0
+    assert sel.ids.size > 0
+    assert select_s < 3 * argsort_s
