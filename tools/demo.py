@@ -1,95 +1,199 @@
 #!/usr/bin/env python
-"""The demo: generate MNIST-1D, shard it, and read a pruned subset by byte range.
+"""The demo: generate MNIST-1D, shard it, train a 1-D CNN with SeTaStream under Full and SeTa.
 
-    python tools/demo.py [--samples 20000] [--out demo_out] [--keep 0.3]
+    python tools/demo.py [--train 40000] [--test 10000] [--epochs 16] [--out demo_out]
 
 Steps: (1) generate MNIST-1D with the `mnist1d` package (procedural, no download);
-(2) convert it with `tools/shard.py convert` into WebDataset tar shards with per-member zstd;
-(3) print `tools/shard.py info`; (4) read a random `keep` fraction of the samples by id and
-show that only their bytes were read.
+(2) shard it with `tools/shard.py convert` (WebDataset tar, per-member zstd) and print `info`;
+(3) train the same small CNN twice, streaming with `SeTaStream`: every sample every epoch
+(Full), then SeTa pruning (the paper's CIFAR recipe: prune_ratio 0.1, 5 groups, window 0.9);
+(4) print accuracy against what was saved: samples forwarded, bytes read, wall time; and
+draw the curriculum of the SeTa run from its loss table.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-import numpy as np
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
-from seta_stream.shards import Dataset, read_samples
+from seta_stream import Full, Policy, SeTa, SeTaStream  # noqa: E402
 
 
-def make_mnist1d(path: str, samples: int, seed: int) -> None:
+def make_mnist1d(folder: str, train: int, test: int, seed: int) -> tuple[str, str]:
+    paths = (os.path.join(folder, f"train-{train}.npz"), os.path.join(folder, f"test-{test}.npz"))
+    if all(os.path.exists(p) for p in paths):
+        print(f"[1/4] MNIST-1D already generated: {paths[0]}, {paths[1]}")
+        return paths
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
-    args.num_samples = int(samples / args.train_split) + 1
-    args.seed = seed
-    print(f"[1/4] generating MNIST-1D: {args.num_samples:,} samples (mnist1d, seed {seed}) ...")
+    args.num_samples, args.train_split, args.seed = train + test, train / (train + test), seed
+    print(
+        f"[1/4] generating MNIST-1D: {train:,} train + {test:,} test samples (mnist1d, seed {seed})"
+    )
     t = time.perf_counter()
     d = make_dataset(args)
-    x, y = d["x"][:samples].astype(np.float32), d["y"][:samples].astype(np.int64)
-    np.savez(path, x=x, y=y)
-    np.savez(path.replace(".npz", "-test.npz"), x=d["x_test"].astype(np.float32), y=d["y_test"])
-    print(
-        f"      {len(x):,} training samples of {x.shape[1]} floats "
-        f"in {time.perf_counter() - t:.1f}s"
-    )
+    np.savez(paths[0], x=d["x"].astype(np.float32), y=d["y"].astype(np.int64))
+    np.savez(paths[1], x=d["x_test"].astype(np.float32), y=d["y_test"].astype(np.int64))
+    print(f"      done in {time.perf_counter() - t:.0f}s")
+    return paths
+
+
+class CNN(nn.Module):
+    """The MNIST-1D paper's small convolutional baseline (three strided convs, one linear)."""
+
+    def __init__(self, channels: int = 25, classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, channels, 5, stride=2, padding=1)
+        self.conv2 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+        self.head = nn.Linear(channels * 5, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.conv1(x.unsqueeze(1)))
+        h = F.relu(self.conv2(h))
+        h = F.relu(self.conv3(h))
+        return self.head(h.flatten(1))
+
+
+def evaluate(model: nn.Module, test_shards: str) -> float:
+    model.eval()
+    correct = total = 0
+    with (
+        SeTaStream(test_shards, policy=Full(), losses=None, shuffle=False) as stream,
+        torch.no_grad(),
+    ):
+        stream.set_epoch(0)
+        for batch in DataLoader(stream, batch_size=1000):
+            correct += int((model(batch["x.npy"]).argmax(1) == batch["y.npy"]).sum())
+            total += len(batch["y.npy"])
+    model.train()
+    return correct / total
+
+
+def train(name: str, policy: Policy, shards: str, test_shards: str, args: Any) -> dict[str, Any]:
+    torch.manual_seed(args.seed)
+    model = CNN()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    losses = os.path.join(args.out, "runs", name, "losses")
+    shutil.rmtree(os.path.dirname(losses), ignore_errors=True)
+    t0 = time.perf_counter()
+    forwarded = 0
+    with SeTaStream(shards, policy=policy, losses=losses, seed=args.seed) as stream:
+        loader = DataLoader(stream, batch_size=args.batch_size)
+        bar = tqdm(range(args.epochs), desc=f"{name:>5}", unit="epoch")
+        for epoch in bar:
+            stream.set_epoch(epoch)
+            steps = stream.steps_per_epoch(args.batch_size)  # the schedule follows pruning
+            for step, batch in enumerate(loader):
+                progress = (epoch + step / steps) / args.epochs
+                for g in opt.param_groups:
+                    g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+                loss = F.cross_entropy(model(batch["x.npy"]), batch["y.npy"], reduction="none")
+                stream.update(batch["__index__"], loss.detach())
+                (loss * batch["__weight__"]).mean().backward()
+                opt.step()
+                opt.zero_grad()
+                forwarded += len(loss)
+            bar.set_postfix(kept=f"{len(stream) / stream.dataset.num_samples:.0%}")
+        stats = stream.stats()["total"]
+    wall = time.perf_counter() - t0
+    return {
+        "policy": name,
+        "accuracy": evaluate(model, test_shards),
+        "forwarded": forwarded,
+        "bytes_read": stats["bytes_read"],
+        "wall_s": wall,
+        "losses": losses,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--samples", type=int, default=20_000)
+    p.add_argument("--train", type=int, default=40_000)
+    p.add_argument("--test", type=int, default=10_000)
+    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--keep", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    print("torch threads: 1 (small shared machines: intra-op threads fight the data loading)")
     os.makedirs(args.out, exist_ok=True)
-    npz = os.path.join(args.out, f"mnist1d-{args.samples}.npz")
-    if not os.path.exists(npz):
-        make_mnist1d(npz, args.samples, args.seed)
-    else:
-        print(f"[1/4] MNIST-1D already generated: {npz}")
+    train_npz, test_npz = make_mnist1d(args.out, args.train, args.test, args.seed)
 
-    import shard  # tools/shard.py, beside this file
+    import shard  # tools/shard.py
 
-    shards = os.path.join(args.out, "mnist1d-shards")
-    print(
-        f"[2/4] python tools/shard.py convert {npz} {shards} "
-        "--samples-per-shard 5000 --compress zstd"
-    )
-    rc = shard.main(
-        ["convert", npz, shards, "--samples-per-shard", "5000", "--compress", "zstd", "--overwrite"]
-    )
-    if rc:
-        return rc
-    print(f"[3/4] python tools/shard.py info {shards}")
+    shards, test_shards = (os.path.join(args.out, d) for d in ("mnist1d-train", "mnist1d-test"))
+    print(f"[2/4] python tools/shard.py convert {train_npz} {shards} --compress zstd")
+    for src, dst in ((train_npz, shards), (test_npz, test_shards)):
+        if shard.main(
+            [
+                "convert",
+                src,
+                dst,
+                "--samples-per-shard",
+                "5000",
+                "--compress",
+                "zstd",
+                "--overwrite",
+            ]
+        ):
+            return 1
     shard.main(["info", shards])
 
-    ds = Dataset.open(shards)
-    n = ds.num_samples
-    ids = np.sort(np.random.default_rng(args.seed).choice(n, int(args.keep * n), replace=False))
+    print(f"[3/4] training a 1-D CNN for {args.epochs} epochs, streaming with SeTaStream")
+    runs = [
+        train("full", Full(), shards, test_shards, args),
+        train(
+            "seta",
+            SeTa(epochs=args.epochs, prune_ratio=0.1, num_groups=5, window=0.9),
+            shards,
+            test_shards,
+            args,
+        ),
+    ]
+    full = runs[0]
+    print("\n[4/4] accuracy against cost (same model, epochs, seed)")
+    print("| policy | test acc | samples forwarded | saved | bytes read | wall s |")
+    print("|---|---|---|---|---|---|")
+    for r in runs:
+        saved = 1 - r["forwarded"] / full["forwarded"]
+        print(
+            f"| {r['policy']} | {r['accuracy']:.2%} | {r['forwarded']:,} | {saved:.1%} "
+            f"| {r['bytes_read']:,} | {r['wall_s']:.1f} |"
+        )
+    seta_losses = runs[1]["losses"]
+    plot = os.path.join(args.out, "seta-curriculum.png")
+    inspect = os.path.join(HERE, "inspect_losses.py")
+    if os.path.exists(inspect):
+        import subprocess
+
+        subprocess.run([sys.executable, inspect, seta_losses, "--plot", plot], check=False)
+    print("\nLook at the loss table with polars:")
     print(
-        f"[4/4] reading a random {args.keep:.0%} of the samples by id (what a pruned epoch reads)"
-    )
-    t = time.perf_counter()
-    reader = read_samples(ds, ids, decode=True)
-    got = sum(1 for _ in reader)
-    dt = time.perf_counter() - t
-    total = ds.manifest.total_bytes
-    print(f"      {got:,} samples decoded in {dt:.2f}s ({got / dt:,.0f} samples/s)")
-    print(
-        f"      bytes read: {reader.bytes_read:,} of {total:,} on disk "
-        f"({reader.bytes_read / total:.1%}); {n - got:,} pruned samples never read"
+        f"  python -c \"import polars as pl; print(pl.scan_parquet('{seta_losses}/summary/*.parquet')"
+        ".group_by('epoch').agg(pl.col('selected').sum()).sort('epoch').collect())\""
     )
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.exit(main())

@@ -172,7 +172,12 @@ class SampleIndex:
         import json
         import os
 
-        arrays = {n: np.load(os.path.join(folder, f"{n}.npy"), mmap_mode="r") for n in _ARRAYS}
+        # plain ndarray views of the maps: the same shared pages, without np.memmap's
+        # per-item overhead on the read path
+        arrays = {
+            n: np.load(os.path.join(folder, f"{n}.npy"), mmap_mode="r").view(np.ndarray)
+            for n in _ARRAYS
+        }
         table = pa.ipc.open_file(pa.memory_map(os.path.join(folder, "keys.arrow"))).read_all()
         with open(os.path.join(folder, "fields.json")) as f:
             names = tuple(json.load(f))

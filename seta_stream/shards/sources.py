@@ -180,7 +180,7 @@ class NpzSource(Source):
         fields = []
         for name, arr in arrays.items():
             buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arr[i]), allow_pickle=False)
+            np.lib.format.write_array(buf, np.asarray(arr[i]), allow_pickle=False)
             fields.append((f"{name}.npy", buf.getvalue()))
         meta: dict[str, Any] = {k: arrays[k][i].item() for k in self.scalars}
         if self.label:

@@ -34,7 +34,9 @@ def test_npz_round_trip(tmp_path: Path, npz_source, fmt: str, compress: str | No
         i = g["__index__"]
         assert g["__key__"] == f"{i:09d}"
         np.testing.assert_array_equal(g["x.npy"], arrays["x"][i])
-        assert g["y.npy"] == arrays["y"][i] and g["w.npy"] == arrays["w"][i]
+        assert (
+            g["y.npy"].shape == () and g["y.npy"] == arrays["y"][i] and g["w.npy"] == arrays["w"][i]
+        )
     index = pl.read_parquet(tmp_path / "out" / "index.parquet")
     assert index["sample_id"].to_list() == list(range(300))
     assert index["label"].to_list() == arrays["y"].tolist()  # `y` is taken as the label
