@@ -187,9 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import subprocess
 
         subprocess.run([sys.executable, inspect, seta_losses, "--plot", plot], check=False)
+    summary = f"{seta_losses}/summary/*.parquet"
     print("\nLook at the loss table with polars:")
     print(
-        f"  python -c \"import polars as pl; print(pl.scan_parquet('{seta_losses}/summary/*.parquet')"
+        f"  python -c \"import polars as pl; print(pl.scan_parquet('{summary}')"
         ".group_by('epoch').agg(pl.col('selected').sum()).sort('epoch').collect())\""
     )
     return 0
