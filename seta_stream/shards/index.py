@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from seta_stream.errors import ManifestError
+from seta_stream.errors import ManifestError, ShardFormatError
 
 INDEX_COLUMNS = ("sample_id", "key", "shard", "offset", "length", "members")
 MEMBER_TYPE = pa.struct([("name", pa.string()), ("offset", pa.int64()), ("size", pa.int64())])
@@ -73,7 +73,7 @@ class IndexBuilder:
             pa.array(self.mstart, pa.int32() if len(self.mname) < 2**31 else pa.int64()),
             pa.StructArray.from_arrays(
                 [
-                    pa.array(self.mname, pa.string()),
+                    _strings(self.mname, "field"),
                     pa.array(self.moffset, pa.int64()),
                     pa.array(self.msize, pa.int64()),
                 ],
@@ -82,7 +82,7 @@ class IndexBuilder:
         )
         cols: dict[str, pa.Array] = {
             "sample_id": pa.array(np.arange(len(self.keys), dtype=np.int64)),
-            "key": pa.array(self.keys, pa.string()),
+            "key": _strings(self.keys, "key"),
             "shard": pa.array(self.shard, pa.int32()),
             "offset": pa.array(self.offset, pa.int64()),
             "length": pa.array(self.length, pa.int64()),
@@ -91,6 +91,25 @@ class IndexBuilder:
         for col in metadata_columns:
             cols[col] = pa.array([m.get(col) for m in self.meta])
         return pa.table(cols)
+
+
+def _strings(values: list[str], what: str) -> pa.Array:
+    try:
+        return pa.array(values, pa.string())
+    except UnicodeEncodeError as e:
+        bad = next(v for v in values if not _is_utf8(v))
+        raise ShardFormatError(
+            f"{what} {bad!r} is not valid UTF-8 (a tar member name in another encoding); "
+            "rename the member or re-shard the data with UTF-8 names"
+        ) from e
+
+
+def _is_utf8(v: str) -> bool:
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def write_index(table: pa.Table, where: object) -> None:

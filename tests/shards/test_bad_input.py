@@ -136,3 +136,19 @@ def test_duplicate_field_in_sample(tmp_path: Path) -> None:
     (tmp_path / "src" / "a.jpg").write_bytes(b"2")
     with pytest.raises(SourceError, match=r"field 'jpg' twice for key 'a'"):
         open_source(str(tmp_path / "src"))
+
+
+def test_non_utf8_member_name_is_refused_by_index(tmp_path: Path) -> None:
+    import tarfile
+
+    from seta_stream.shards import index_tars
+
+    (tmp_path / "t").mkdir()
+    with tarfile.open(
+        tmp_path / "t" / "a.tar", "w", format=tarfile.GNU_FORMAT, encoding="latin-1"
+    ) as t:
+        info = tarfile.TarInfo("caf\xe9.txt")
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(ShardFormatError, match="not valid UTF-8"):
+        index_tars(str(tmp_path / "t"), progress=False)
