@@ -22,8 +22,8 @@ from seta_stream.policies import (
     Full,
     InfoBatch,
     Policy,
-    SeTa,
     Selection,
+    SeTa,
     Static,
     policy_from_dict,
 )

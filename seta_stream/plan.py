@@ -7,18 +7,24 @@ I/O, no global RNG. A run resumes mid-epoch by recomputing the plan and skipping
 2. **Read order**: shards are taken `open_shards` at a time; within such a group the selected
    samples of each shard are read in ascending offset, and the shards of the group are
    interleaved (the j-th sample of every shard, then the (j+1)-th, …).
-3. **Split**: the read order is cut into `world_size` contiguous, equal parts (padded with
-   the first at most `world_size - 1` samples again, so every rank yields the same count and
-   no rank waits on another), and each rank's part into `num_workers` contiguous parts whose
-   sizes differ by at most one. Contiguous parts keep each reader on few shards.
+3. **Split**: the read order is cut into `world_size` contiguous, equal parts (padded by
+   repeating the order from its start, at most `world_size - 1` extra samples, so every rank
+   yields the same count and no rank waits on another), and each rank's part into
+   `num_workers` contiguous parts whose sizes differ by at most one. Contiguous parts keep
+   each reader on few shards.
 4. **Yield order**: a bounded-displacement shuffle of the worker's read order: each sample
    gets the key `read position + U[0, shuffle_window)` and samples are yielded by key. A
-   sample moves at most `shuffle_window` places, so a reader that reads in read order and
+   sample moves fewer than `shuffle_window` places, so a reader that reads in read order and
    yields in yield order buffers at most about `shuffle_window` samples.
+5. **Resume** (`worker_part`): a position is a list of `Stage`s — the number of workers that
+   read the rank's part and how many samples each had yielded. Samples yielded in earlier
+   stages are removed and the rest is split again over the current workers, so a run can
+   resume with another worker count, any number of times.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +32,7 @@ import numpy as np
 from seta_stream.errors import SeTaStreamError
 
 _SALT_SHARDS, _SALT_SHUFFLE = 0x5E7A, 0xB0FF
+_MASK64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,20 +46,43 @@ class World:
 
     def __post_init__(self) -> None:
         if not (0 <= self.rank < self.world_size and 0 <= self.worker < self.num_workers):
-            raise SeTaStreamError(f"invalid world {self}")
+            raise SeTaStreamError(
+                f"invalid world {self}: need 0 <= rank < world_size and 0 <= worker < num_workers"
+            )
 
     @classmethod
-    def current(cls) -> World:
-        """The world as torch sees it here (the one place that asks torch)."""
-        import torch.distributed as dist
+    def current(cls, *, rank: int | None = None, world_size: int | None = None) -> World:
+        """The world as torch sees it here (the one place that asks torch).
+
+        Pass `rank`/`world_size` inside DataLoader workers, where the process group of the
+        training process is not available.
+        """
         from torch.utils.data import get_worker_info
 
-        rank, size = 0, 1
-        if dist.is_available() and dist.is_initialized():
-            rank, size = dist.get_rank(), dist.get_world_size()
+        from seta_stream.distributed import rank_and_size
+
+        if rank is None or world_size is None:
+            rank, world_size = rank_and_size()
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return cls(rank=rank, world_size=size, worker=worker, num_workers=workers)
+        return cls(rank=rank, world_size=world_size, worker=worker, num_workers=workers)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    """Part of an epoch read by `num_workers` workers; worker w had yielded `yielded[w]`."""
+
+    num_workers: int
+    yielded: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1 or len(self.yielded) != self.num_workers:
+            raise SeTaStreamError(
+                f"invalid resume stage: num_workers={self.num_workers} with "
+                f"{len(self.yielded)} yielded counts (need num_workers >= 1, one count each)"
+            )
+        if any(c < 0 for c in self.yielded):
+            raise SeTaStreamError(f"invalid resume stage: negative count in {self.yielded}")
 
 
 def _rng(seed: int, epoch: int, salt: int) -> np.random.Generator:
@@ -88,33 +118,124 @@ def read_order(
     return ids[by_shard][order]
 
 
+def per_rank_count(num_selected: int, world_size: int) -> int:
+    """Samples every rank yields in an epoch of `num_selected` samples (padding included)."""
+    return -(-num_selected // world_size)
+
+
+def _worker_bounds(n: int, worker: int, num_workers: int) -> tuple[int, int]:
+    return worker * n // num_workers, (worker + 1) * n // num_workers
+
+
+def rank_part(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """This rank's contiguous part of the order; the order is padded cyclically so that every
+    rank gets `per_rank_count` samples (at most `world_size - 1` repeats in all)."""
+    n = len(order)
+    per_rank = per_rank_count(n, world_size)
+    if n and per_rank * world_size != n:
+        order = np.resize(order, per_rank * world_size)  # repeats from the start
+    return order[rank * per_rank : (rank + 1) * per_rank]
+
+
 def split(order: np.ndarray, world: World) -> np.ndarray:
     """This rank's and worker's contiguous part of the read order (ranks padded equal)."""
-    n = len(order)
-    size = world.world_size
-    per_rank = -(-n // size)
-    if n and per_rank * size != n:
-        order = np.concatenate([order, order[: per_rank * size - n]])
-    mine = order[world.rank * per_rank : (world.rank + 1) * per_rank]
-    k = world.num_workers
-    a = world.worker * len(mine) // k
-    b = (world.worker + 1) * len(mine) // k
+    mine = rank_part(order, world.rank, world.world_size)
+    a, b = _worker_bounds(len(mine), world.worker, world.num_workers)
     return mine[a:b]
 
 
 def yield_order(
-    part: np.ndarray, *, seed: int, epoch: int, world: World, shuffle_window: int = 1024
+    part: np.ndarray,
+    *,
+    seed: int,
+    epoch: int,
+    world: World,
+    shuffle_window: int = 1024,
+    stage: int = 0,
 ) -> np.ndarray:
     """Positions into `part` in the order they are yielded (bounded-displacement shuffle)."""
     n = len(part)
     if shuffle_window <= 1 or n < 2:
         return np.arange(n)
-    salt = [_SALT_SHUFFLE, world.rank, world.world_size, world.worker, world.num_workers]
+    salt = [_SALT_SHUFFLE, world.rank, world.world_size, world.worker, world.num_workers, stage]
     rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, *salt]))
     keys = np.arange(n, dtype=np.float64) + rng.random(n) * shuffle_window
     return np.argsort(keys, kind="stable")
 
 
-def per_rank_count(num_selected: int, world_size: int) -> int:
-    """Samples every rank yields in an epoch of `num_selected` samples (padding included)."""
-    return -(-num_selected // world_size)
+def worker_part(
+    rank_len: int,
+    world: World,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle_window: int,
+    stages: Sequence[Stage] = (),
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """What one worker reads after the `stages` already done: `(part, order, skip)`.
+
+    `part`: positions into the rank's part (of length `rank_len`), ascending = read order;
+    `order`: positions into `part` in yield order; `skip`: how many of `order` were already
+    yielded (the last stage continues when it had this worker count, else a new stage starts).
+    Without stages this is the plain epoch plan: `part == split(arange(rank_len), world)`.
+    """
+    remaining = np.arange(rank_len, dtype=np.int64)
+    closed, current = list(stages), None
+    if closed and closed[-1].num_workers == world.num_workers:
+        current = closed.pop()
+    for j, st in enumerate(closed):
+        done = np.zeros(len(remaining), bool)
+        for w, count in enumerate(st.yielded):
+            a, b = _worker_bounds(len(remaining), w, st.num_workers)
+            order = _stage_order(b - a, world, w, st.num_workers, seed, epoch, shuffle_window, j)
+            if count > b - a:
+                raise SeTaStreamError(
+                    f"resume stage {j}: worker {w} of {st.num_workers} yielded {count} samples "
+                    f"but its part holds {b - a}; the state does not belong to this epoch's plan"
+                )
+            done[a + order[:count]] = True
+        remaining = remaining[~done]
+    a, b = _worker_bounds(len(remaining), world.worker, world.num_workers)
+    j = len(closed)
+    order = _stage_order(
+        b - a, world, world.worker, world.num_workers, seed, epoch, shuffle_window, j
+    )
+    skip = current.yielded[world.worker] if current is not None else 0
+    if skip > b - a:
+        raise SeTaStreamError(
+            f"resume: worker {world.worker} yielded {skip} samples but its part holds {b - a}; "
+            "the state does not belong to this epoch's plan"
+        )
+    return remaining[a:b], order, skip
+
+
+def _stage_order(
+    n: int,
+    world: World,
+    worker: int,
+    num_workers: int,
+    seed: int,
+    epoch: int,
+    shuffle_window: int,
+    stage: int,
+) -> np.ndarray:
+    w = World(rank=world.rank, world_size=world.world_size, worker=worker, num_workers=num_workers)
+    return yield_order(
+        np.empty(n), seed=seed, epoch=epoch, world=w, shuffle_window=shuffle_window, stage=stage
+    )
+
+
+def selection_digest(ids: np.ndarray) -> str:
+    """An order-independent fingerprint of a set of sample ids: count and a 64-bit hash.
+
+    Equal on every rank that computed the same selection; a resumed run checks it against
+    the checkpoint's before it skips ahead.
+    """
+    x = np.asarray(ids, dtype=np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = (x + np.uint64(0x9E3779B97F4A7C15)) * np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(31)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(29)
+        total = int(x.sum(dtype=np.uint64)) & _MASK64
+    return f"{len(x)}:{total:016x}"

@@ -7,33 +7,48 @@ loads the current plan from there, takes its rank's and worker's part (`seta_str
 and reads those samples' byte ranges and nothing else. Decoding happens at yield time, so
 decode calls equal yielded samples.
 
-DDP: every rank yields `ceil(selected / world_size)` samples; the last rank's part is padded
-with at most `world_size - 1` samples repeated from the start of the epoch's order.
+**DDP.** Create the stream after `torch.distributed.init_process_group`. Every rank yields
+`ceil(selected / world_size)` samples: the epoch's order is padded by repeating at most
+`world_size - 1` samples from its start, so no rank waits on another. Rank 0 owns the loss
+table and writes its snapshots; other ranks buffer their updates, and `set_epoch`,
+`state_dict` and `close` gather them to rank 0 in one collective — call those on every rank.
+
+**Resume.** `state_dict()` flushes the loss table and returns the epoch, the position, the
+seed, the policy and the loss-table version (`seta_stream.resume`). `load_state_dict()` in a
+new process takes the epoch's selection from the loss table (as recorded when the epoch
+began, not re-run on newer losses) and the next iteration skips what was already yielded,
+without reading it. With `num_workers > 0` the position is what torchdata's
+`StatefulDataLoader` saved per worker: load it with `loader.load_state_dict(...)` (same
+worker count) or `stream.load_state_dict(state, loader=loader_state)` (any worker count).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal
+from functools import partial
+from typing import Any
 
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from seta_stream import distributed as ddp
+from seta_stream import resume
 from seta_stream.errors import SeTaStreamError
 from seta_stream.losses import LossTable
-from seta_stream.plan import World, per_rank_count, read_order, split, yield_order
-from seta_stream.policies import Full, Policy, policy_from_dict
-from seta_stream.shards.decode import decode_fields
+from seta_stream.plan import (
+    Stage,
+    World,
+    per_rank_count,
+    rank_part,
+    read_order,
+    selection_digest,
+    worker_part,
+)
+from seta_stream.policies import Full, Policy
+from seta_stream.reading import Decode, make_item, read_part
 from seta_stream.shards.reader import Dataset
-
-STATE_VERSION = 1
-_COUNTERS = ("samples_read", "samples_decoded", "bytes_read", "samples_yielded")
-_SLOTS = 257  # slot 0: this process; 1 + w: DataLoader worker w
+from seta_stream.workdir import ITERS, Plan, WorkDir
 
 
 class SeTaStream(IterableDataset[dict[str, Any]]):
@@ -51,7 +66,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         losses: str | os.PathLike[str] | None,
         seed: int = 0,
         shuffle: bool = True,
-        decode: Literal["default"] | Callable[[dict[str, Any]], Any] | None = "default",
+        decode: Decode = "default",
         transform: Callable[[Any], Any] | None = None,
         open_shards: int = 4,
         shuffle_window: int = 1024,
@@ -60,42 +75,52 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         workdir: str | None = None,
     ):
         super().__init__()
+        if losses is None and not isinstance(policy, Full):
+            raise SeTaStreamError(f"policy {policy.name} needs a loss table: pass losses=PATH")
         self.policy, self.seed, self.shuffle = policy, seed, shuffle
         self.decode, self.transform, self.allow_pickle = decode, transform, allow_pickle
         self.open_shards, self.shuffle_window = open_shards, shuffle_window
         self.dataset = Dataset.open(source, storage_options=storage_options)
         self.rank, self.world_size = ddp.rank_and_size()
-        self.workdir = tempfile.mkdtemp(prefix="seta_stream-", dir=workdir)
-        self._own_workdir = True
+        self.losses_path = None if losses is None else os.fspath(losses)
+        self.table: LossTable | None = None
+        if self.losses_path is not None and self.rank == 0:
+            self.table = LossTable(self.losses_path, dataset=self.dataset)
+        self._work = WorkDir(workdir)
+        self.workdir = self._work.path  # the folder shared with DataLoader workers
         os.makedirs(os.path.join(self.workdir, "index"))
         self.dataset.share_index(os.path.join(self.workdir, "index"))
-        n = self.dataset.num_samples
-        self.table: LossTable | None = None
-        if losses is None and not isinstance(policy, Full):
-            raise SeTaStreamError(f"policy {policy.name} needs a loss table: pass losses=PATH")
-        self.losses_path = None if losses is None else os.fspath(losses)
-        if self.losses_path is not None and self.rank == 0:
-            self.table = LossTable(self.losses_path, num_samples=n, dataset=self.dataset)
         self._pending: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
-        counts = np.lib.format.open_memmap(
-            os.path.join(self.workdir, "counters.npy"), "w+", np.int64, (2, _SLOTS, len(_COUNTERS))
-        )
-        del counts
         self.epoch: int | None = None
-        self._selected = 0
-        self._bytes_selected = self._bytes_selected_total = self._selected_total = 0
-        self._resume: dict[str, Any] | None = None
+        self._digest = ""
+        self._selected = self._bytes_selected = self._bytes_selected_total = 0
+        self._selected_total = 0
+        self._updates_base = 0  # loss values given to the table before this process
+        self._resume: resume.Resume | None = None
+        # the iteration in this process: (epoch, digest, rank samples), closed stages, count
+        self._iter: tuple[int, str, int] | None = None
+        self._stages: tuple[Stage, ...] = ()
         self._yielded_here = 0
-        self._iter_epoch: int | None = None
+        self._iterated_here = False
+        self._closed = False
 
     # -- the epoch plan (training process) ------------------------------------------------
 
     def set_epoch(self, epoch: int) -> None:
-        """Merge loss updates, run the policy on a loss snapshot, publish this epoch's plan."""
+        """Merge loss updates, run the policy on a loss snapshot, publish this epoch's plan.
+
+        Calling it again with the current epoch keeps the plan, so a loop that resumed with
+        `load_state_dict()` and then calls `set_epoch(e)` continues epoch `e`.
+        """
+        if not isinstance(epoch, int | np.integer) or isinstance(epoch, bool) or epoch < 0:
+            raise SeTaStreamError(f"set_epoch(epoch={epoch!r}): epoch must be an int >= 0")
+        epoch = int(epoch)
+        if epoch == self.epoch:
+            return
         self._sync_losses()
         scores = None
         if self.table is not None:
-            if self.epoch is not None and self.epoch != epoch:
+            if self.epoch is not None:
                 self.table.end_epoch()
             self.table.set_epoch(epoch)
             scores = self.table.scores()
@@ -106,48 +131,27 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         sel = self.policy.select(scores, epoch, seed=self.seed)
         if self.table is not None:
             self.table.record_selection(epoch, sel)
+        self._start(epoch, sel.ids, sel.weights)
+        self._resume = None
+
+    def _start(self, epoch: int, ids: np.ndarray, weights: np.ndarray | None) -> None:
         idx = self.dataset.index
-        order = read_order(sel.ids, idx.shard, idx.offset, seed=self.seed, epoch=epoch,
-                           open_shards=self.open_shards, shuffle=self.shuffle)
-        weights = None
-        if sel.weights is not None:
-            w = np.ones(self.dataset.num_samples, np.float32)
-            w[sel.ids] = sel.weights
-            weights = w[order]
-        self._publish(epoch, order, weights)
-        mine = order[split(np.arange(len(order)), World(rank=self.rank, world_size=self.world_size))]
-        self.epoch, self._selected = epoch, len(mine)
+        order = read_order(ids, idx.shard, idx.offset, seed=self.seed, epoch=epoch,
+                           open_shards=self.open_shards, shuffle=self.shuffle)  # fmt: skip
+        w = None
+        if weights is not None:
+            full = np.ones(self.dataset.num_samples, np.float32)
+            full[ids] = weights
+            w = full[order]
+        digest = selection_digest(ids)
+        self._work.publish(Plan(epoch, order, w, digest))
+        mine = rank_part(order, self.rank, self.world_size)
+        self.epoch, self._digest, self._selected = epoch, digest, len(mine)
         self._bytes_selected = int(idx.length[mine].sum())
         self._selected_total += self._selected
         self._bytes_selected_total += self._bytes_selected
-        self._counters()[0] = 0  # the epoch's counters; slot row 1 keeps the totals
-        self._yielded_here = 0
-        if self._resume is not None and self._resume["epoch"] != epoch:
-            self._resume = None
-
-    def _publish(self, epoch: int, order: np.ndarray, weights: np.ndarray | None) -> None:
-        base = os.path.join(self.workdir, f"epoch-{epoch:06d}")
-        np.save(base + ".order.npy", order)
-        if weights is not None:
-            np.save(base + ".weights.npy", weights)
-        tmp = os.path.join(self.workdir, ".current.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump({"epoch": epoch, "weights": weights is not None}, f)
-        os.replace(tmp, os.path.join(self.workdir, "current.json"))
-
-    def _load_plan(self) -> tuple[int, np.ndarray, np.ndarray | None]:
-        path = os.path.join(self.workdir, "current.json")
-        if not os.path.exists(path):
-            raise SeTaStreamError(
-                "SeTaStream: call stream.set_epoch(epoch) before iterating (it runs the policy "
-                "and publishes the epoch's plan to the DataLoader workers)"
-            )
-        with open(path) as f:
-            cur = json.load(f)
-        base = os.path.join(self.workdir, f"epoch-{cur['epoch']:06d}")
-        order = np.load(base + ".order.npy", mmap_mode="r")
-        weights = np.load(base + ".weights.npy", mmap_mode="r") if cur["weights"] else None
-        return int(cur["epoch"]), order, weights
+        self._work.counters()[0] = 0  # the epoch's counters; row 1 keeps the totals
+        self._iter, self._stages, self._yielded_here, self._iterated_here = None, (), 0, False
 
     def __len__(self) -> int:
         """Samples this rank yields in the current epoch (all workers together)."""
@@ -162,109 +166,59 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
 
     # -- reading (any process) -------------------------------------------------------------
 
-    def _world(self) -> World:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return World(rank=self.rank, world_size=self.world_size, worker=worker, num_workers=workers)
-
-    def _counters(self) -> np.ndarray:
-        return np.load(os.path.join(self.workdir, "counters.npy"), mmap_mode="r+")
-
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epoch, order, weights = self._load_plan()
-        world = self._world()
-        positions, todo = self._my_positions(epoch, len(order), world)
-        self._resume = None  # a resume applies to one iteration
-        self._iter_epoch = epoch
+        # Not a generator: the plan and the resume position are taken here, at iter() time,
+        # so a StatefulDataLoader's state right after iter() already describes this pass.
+        epoch, order, weights, digest = self._work.load()
+        world = World.current(rank=self.rank, world_size=self.world_size)
+        rank_len = per_rank_count(len(order), world.world_size)
+        stages = self._stages_for(epoch, digest, rank_len)
+        window = self.shuffle_window if self.shuffle else 0
+        part, yo, skip = worker_part(
+            rank_len, world, seed=self.seed, epoch=epoch, shuffle_window=window, stages=stages
+        )
+        resumes_last = bool(stages) and stages[-1].num_workers == world.num_workers
+        self._stages = tuple(stages[:-1] if resumes_last else stages)
+        self._resume, self._iter, self._yielded_here = None, (epoch, digest, rank_len), skip
+        positions = (world.rank * rank_len + part) % max(len(order), 1)
         ids = np.asarray(order[positions])
         w = np.asarray(weights[positions]) if weights is not None else None
-        slot = 0 if get_worker_info() is None else 1 + world.worker
-        counters = self._counters()
-        yield from self._read(ids, w, todo, counters, slot)
+        in_worker = get_worker_info() is not None
+        slot = 1 + world.worker if in_worker else 0
+        self._iterated_here = not in_worker
+        self._work.counters()[:, slot, ITERS] += 1
+        return self._read(ids, w, yo[skip:], slot)
 
-    def _my_positions(self, epoch: int, n: int, world: World) -> tuple[np.ndarray, np.ndarray]:
-        """Positions into the epoch order for this worker, and the yield order still to do."""
-        rank_world = World(rank=world.rank, world_size=world.world_size)
-        mine = split(np.arange(n), rank_world)
-        resume = self._resume if self._resume and self._resume["epoch"] == epoch else None
-        if resume is not None and not any(resume["yielded"]):
-            resume = None
-        if resume is None or resume["num_workers"] == world.num_workers:
-            part = split(mine, World(rank=0, worker=world.worker, num_workers=world.num_workers))
-            yo = yield_order(part, seed=self.seed, epoch=epoch, world=world,
-                             shuffle_window=self.shuffle_window if self.shuffle else 0)
-            skip = resume["yielded"][world.worker] if resume is not None else 0
-            self._yielded_here = skip
-            return part, yo[skip:]
-        done = np.zeros(len(mine), bool)  # resumed with another worker count: re-split the rest
-        k = resume["num_workers"]
-        for old, count in enumerate(resume["yielded"]):
-            old_world = World(rank=world.rank, world_size=world.world_size, worker=old, num_workers=k)
-            local = split(np.arange(len(mine)), World(rank=0, worker=old, num_workers=k))
-            yo = yield_order(local, seed=self.seed, epoch=epoch, world=old_world,
-                             shuffle_window=self.shuffle_window if self.shuffle else 0)
-            done[local[yo[:count]]] = True
-        rest = mine[~done]
-        self._yielded_here = 0
-        part = split(rest, World(rank=0, worker=world.worker, num_workers=world.num_workers))
-        return part, yield_order(part, seed=self.seed, epoch=epoch + 1_000_003, world=world,
-                                 shuffle_window=self.shuffle_window if self.shuffle else 0)
+    def _stages_for(self, epoch: int, digest: str, rank_len: int) -> tuple[Stage, ...]:
+        r = self._resume
+        if r is None or r.epoch != epoch:
+            return ()
+        if r.digest != digest:
+            raise SeTaStreamError(
+                f"the plan of epoch {epoch} selects other samples ({digest}) than the "
+                f"checkpoint ({r.digest}): call stream.load_state_dict() before set_epoch()"
+            )
+        if r.complete:
+            return (Stage(num_workers=1, yielded=(rank_len,)),)
+        if r.stages is None:
+            raise SeTaStreamError(
+                f"this stream resumed epoch {epoch} from a state saved while DataLoader workers "
+                "read it, so the position is in the loader's state: load that too, with "
+                "loader.load_state_dict(...) (same num_workers) or "
+                "stream.load_state_dict(state, loader=loader_state)"
+            )
+        return r.stages
 
-    def _read(
-        self, ids: np.ndarray, weights: np.ndarray | None, todo: np.ndarray,
-        counters: np.ndarray, slot: int,
-    ) -> Iterator[dict[str, Any]]:
-        ds = self.dataset
-        need = np.zeros(len(ids), bool)
-        need[todo] = True
-        read_seq = np.flatnonzero(need).tolist()  # ascending = read order
-        ids_l = ids.tolist()
-        w_l = weights.tolist() if weights is not None else None
-        buf: dict[int, dict[str, Any]] = {}
-        r = 0
-        local = np.zeros(len(_COUNTERS), np.int64)
-        bytes_before = ds.stats.bytes_read
-        try:
-            for pos in todo.tolist():
-                while pos not in buf:
-                    p = read_seq[r]
-                    r += 1
-                    buf[p] = ds.read_raw(ids_l[p])
-                    local[0] += 1
-                item = self._decode(buf.pop(pos))
-                local[1] += self.decode is not None
-                item["__weight__"] = np.float32(w_l[pos] if w_l is not None else 1.0)
-                local[3] += 1
-                self._yielded_here += 1
-                if local[3] % 256 == 0:
-                    bytes_before = self._flush_counters(counters, slot, local, bytes_before)
-                yield item
-        finally:
-            self._flush_counters(counters, slot, local, bytes_before)
-
-    def _flush_counters(
-        self, counters: np.ndarray, slot: int, local: np.ndarray, bytes_before: int
-    ) -> int:
-        now = self.dataset.stats.bytes_read
-        local[2] = now - bytes_before
-        counters[:, slot] += local
-        local[:] = 0
-        return now
-
-    def _decode(self, raw: dict[str, Any]) -> Any:
-        if self.decode is None:
-            item: Any = raw
-        elif self.decode == "default":
-            item = decode_fields(raw, where=f"sample {raw['__index__']}", allow_pickle=self.allow_pickle)
-        else:
-            item = self.decode(raw)
-        if self.transform is not None:
-            item = self.transform(item)
-        if not isinstance(item, dict):
-            raise SeTaStreamError(f"decode/transform must return a dict, got {type(item).__name__}")
-        item.setdefault("__key__", raw["__key__"])
-        item.setdefault("__index__", raw["__index__"])
-        return item
+    def _read(self, ids: np.ndarray, weights: Any, todo: np.ndarray, slot: int) -> Iterator[dict]:
+        build = partial(
+            make_item, decode=self.decode, transform=self.transform, allow_pickle=self.allow_pickle
+        )
+        counters, decodes = self._work.counters(), self.decode is not None
+        items = read_part(self.dataset, ids, weights, todo, decodes=decodes, counters=counters,
+                          slot=slot, make_item=build)  # fmt: skip
+        for item in items:
+            self._yielded_here += 1  # before the yield: a state taken now includes this item
+            yield item
 
     # -- losses ----------------------------------------------------------------------------
 
@@ -284,6 +238,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self._pending[1].append(v)
 
     def _sync_losses(self) -> None:
+        """Under DDP: one gather of every rank's buffered updates into rank 0's table."""
         if not ddp.initialized() or self.losses_path is None:
             return
         gathered = ddp.gather_updates(*self._pending)
@@ -298,79 +253,138 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
 
     def stats(self) -> dict[str, Any]:
         """This rank's figures for the current epoch and since the start (workers included)."""
-        c = self._counters()
-        epoch = dict(zip(_COUNTERS, c[0].sum(axis=0).tolist(), strict=True))
-        total = dict(zip(_COUNTERS, c[1].sum(axis=0).tolist(), strict=True))
+        epoch, total = self._work.figures()
         epoch.update(samples_selected=self._selected, bytes_selected=self._bytes_selected)
-        total.update(samples_selected=self._selected_total, bytes_selected=self._bytes_selected_total)
+        total.update(samples_selected=self._selected_total)
+        total.update(bytes_selected=self._bytes_selected_total)
         return {**epoch, "epoch": self.epoch, "total": total}
 
-    def state_dict(self) -> dict[str, Any]:
-        """Where this iterator stands: epoch and samples yielded (per worker inside workers)."""
-        info = get_worker_info()
-        if info is None:
-            self._sync_losses()
-            if self.table is not None:
-                self.table.flush()
-        if self.epoch is None and info is None:
-            raise SeTaStreamError("state_dict() before set_epoch(): nothing to resume yet")
-        epoch = self.epoch if info is None else self._iter_epoch
-        yielded = [0] * (1 if info is None else info.num_workers)
-        yielded[0 if info is None else info.id] = self._yielded_here
-        state = {
-            "version": STATE_VERSION,
-            "epoch": epoch,
-            "seed": self.seed,
-            "policy": self.policy.to_dict(),
-            "fingerprint": self.dataset.fingerprint,
-            "world_size": self.world_size,
-            "num_workers": 1 if info is None else info.num_workers,
-            "worker": 0 if info is None else info.id,
-            "yielded": yielded,
+    def _expect(self) -> dict[str, Any]:
+        plan = {
+            "shuffle": self.shuffle,
+            "open_shards": self.open_shards,
+            "shuffle_window": self.shuffle_window,
         }
-        return state
+        return {
+            "dataset": self.dataset.fingerprint,
+            "policy": self.policy.to_dict(),
+            "seed": self.seed,
+            "plan": plan,
+        }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume: the next iteration of `state['epoch']` yields only what was not yielded."""
-        if state.get("version") != STATE_VERSION:
-            raise SeTaStreamError(f"state version {state.get('version')!r}; this reads {STATE_VERSION}")
-        if state["fingerprint"] != self.dataset.fingerprint:
-            raise SeTaStreamError("state dict of another dataset (its manifest fingerprint differs)")
-        if policy_from_dict(state["policy"]) != self.policy or state["seed"] != self.seed:
-            raise SeTaStreamError(
-                f"state dict of another policy or seed: {state['policy']} seed {state['seed']}, "
-                f"this stream has {self.policy.to_dict()} seed {self.seed}"
-            )
-        if state["world_size"] != self.world_size:
-            raise SeTaStreamError(
-                f"state dict from world_size {state['world_size']}, now {self.world_size}: "
-                "resume mid-epoch with the same number of ranks (or resume at the next epoch)"
-            )
-        self._resume = {"epoch": state["epoch"], "num_workers": state["num_workers"],
-                        "yielded": list(state["yielded"])}
-        if get_worker_info() is None and self.epoch != state["epoch"]:
-            self.set_epoch(state["epoch"])
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch, position, seed, policy and loss-table version (see `seta_stream.resume`).
 
-    def close(self) -> None:
-        """Flush and snapshot the loss table, remove the work folder."""
+        In the training process it first flushes the loss table (a collective under DDP:
+        call it on every rank). Inside a DataLoader worker (torchdata's StatefulDataLoader
+        calls it there with every batch) it describes that worker's pass and flushes nothing.
+        """
+        info = get_worker_info()
+        if info is not None:
+            it = self._iter or (self.epoch, self._digest, self._selected)
+            counts = [0] * info.num_workers
+            counts[info.id] = self._yielded_here
+            mine = (*self._stages, Stage(num_workers=info.num_workers, yielded=tuple(counts)))
+            return self._state(it, mine, info.id, None)
+        if self.epoch is None:
+            raise SeTaStreamError("state_dict() before set_epoch(): nothing to resume yet")
+        self._sync_losses()
+        table = None
         if self.table is not None:
-            self._sync_losses()
-            if self.epoch is not None:
-                self.table.end_epoch()
-            self.table.close()
-            self.table = None
-        self.dataset.close()
-        if self._own_workdir and os.path.isdir(self.workdir):
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.table.flush()
+            queued = int(self.table.stats()["samples_queued"])
+            table = {"epoch": self.table.epoch, "updates": self._updates_base + queued}
+        it = (self.epoch, self._digest, self._selected)
+        return self._state(it, self._main_position(), None, table)
+
+    def _state(self, it: tuple[Any, str, int], stages: Any, worker: Any, table: Any) -> dict:
+        """A state of pass `it` = (epoch, selection digest, rank samples) at `stages`."""
+        fields = {"epoch": it[0], "rank": self.rank, "world_size": self.world_size}
+        fields |= {"selection": it[1], "samples": it[2], "worker": worker, "loss_table": table}
+        return resume.make_state({**self._expect(), **fields}, stages)
+
+    def _main_position(self) -> tuple[Stage, ...] | None:
+        """What the training loop received this epoch; None if only the loader knows."""
+        if self._iterated_here:
+            return (*self._stages, Stage(num_workers=1, yielded=(self._yielded_here,)))
+        if self._work.counters()[0, 1:, ITERS].sum() > 0:
+            return None  # DataLoader workers read this epoch (and prefetch ahead of the loop)
+        r = self._resume if self._resume is not None and self._resume.epoch == self.epoch else None
+        if r is not None:  # resumed and not read since
+            return (Stage(num_workers=1, yielded=(self._selected,)),) if r.complete else r.stages
+        return ()
+
+    def load_state_dict(self, state: Mapping[str, Any], *, loader: Any = None) -> None:
+        """Resume: the next pass over `state['epoch']` yields only what was not yielded.
+
+        In the training process this also makes `state['epoch']` the current epoch, with the
+        selection the loss table recorded for it. `loader`: a torchdata StatefulDataLoader
+        (or its `state_dict()`) whose workers read that epoch, when `state` was saved with
+        `num_workers > 0` and you resume with another worker count.
+        """
+        st = resume.check_state(state, expect=self._expect())
+        position = resume.position_from_list(st["position"])
+        if get_worker_info() is not None:  # StatefulDataLoader restoring a worker
+            self._resume = resume.to_resume(st, position, rank=None, world_size=None)
+            return
+        if position is None and loader is not None:
+            position = resume.position_from_loader(st, loader)
+        r = resume.to_resume(st, position, rank=self.rank, world_size=self.world_size)
+        if self.epoch != r.epoch:
+            self._start(r.epoch, *self._recorded_selection(r.epoch))
+        if self._digest != r.digest:
+            raise SeTaStreamError(
+                f"epoch {r.epoch} here selects other samples ({self._digest}) than the "
+                f"checkpoint ({r.digest}). Call load_state_dict() on a new stream before "
+                "set_epoch(), with the loss table the checkpoint was saved with"
+            )
+        if st["loss_table"] is not None:
+            self._updates_base = int(st["loss_table"]["updates"])
+        self._resume, self._iterated_here, self._stages, self._iter = r, False, (), None
+
+    def _recorded_selection(self, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The epoch's selection as it was when the epoch began (rank 0 reads, all receive)."""
+        if self.losses_path is None:
+            nan = np.full(self.dataset.num_samples, np.nan, np.float32)
+            sel = self.policy.select(nan, epoch, seed=self.seed)
+            return sel.ids, sel.weights
+        found = None
+        if self.table is not None:
+            found = resume.recorded_selection(self.table, epoch)
+        if ddp.initialized():
+            found = ddp.broadcast(found)
+        if found is None:
+            raise SeTaStreamError("no loss table on rank 0 to resume from")
+        return found
+
+    def close(self, *, sync: bool = True) -> None:
+        """Flush and snapshot the loss table, remove the work folder.
+
+        Under DDP this gathers the last updates (a collective); `sync=False` skips that, as
+        leaving a `with` block on an exception does, so a failing rank never waits on others.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if sync:
+                self._sync_losses()
+        finally:
+            if self.table is not None:
+                if self.epoch is not None:
+                    self.table.end_epoch()
+                self.table.close()
+                self.table = None
+            self.dataset.close()
+            self._work.remove()
 
     def __enter__(self) -> SeTaStream:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(sync=exc_type is None)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["table"] = None  # workers never write the table
-        state["_own_workdir"] = False
         return state

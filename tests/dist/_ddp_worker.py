@@ -1,0 +1,78 @@
+"""Run by test_ddp.py under torchrun (gloo): 2 epochs of SeTaStream with 2 DataLoader workers
+per rank, losses fed back; then epoch 2 is checkpointed after 2 batches (StatefulDataLoader,
+2 workers) and resumed by a new stream with 1 worker. Writes OUT/rank<r>.json.
+Usage: _ddp_worker.py SHARDS OUT."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from seta_stream.policies import SeTa
+from seta_stream.stream import SeTaStream
+
+POLICY = SeTa(epochs=4, prune_ratio=0.3, num_groups=3, window=0.6)
+SEED, BATCH, EPOCHS = 5, 32, 2
+
+
+def loss_of(ids: torch.Tensor, epoch: int) -> torch.Tensor:
+    return ((ids * (epoch + 2)) % 13).float() / 13 + 0.01
+
+
+def main(shards: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    rank = dist.get_rank()
+    report: dict[str, Any] = {"epochs": []}
+    losses = Path(out) / "losses"
+    with SeTaStream(shards, policy=POLICY, losses=losses, seed=SEED) as stream:
+        loader = DataLoader(stream, batch_size=BATCH, num_workers=2)
+        for epoch in range(EPOCHS):
+            stream.set_epoch(epoch)
+            digest = stream.state_dict()["selection"]  # a collective: every rank calls it
+            ids, batches = [], 0
+            for batch in loader:
+                batches += 1
+                ids += batch["__index__"].tolist()
+                stream.update(batch["__index__"], loss_of(batch["__index__"], epoch))
+            report["epochs"].append(
+                {
+                    "len": len(stream),
+                    "batches": batches,
+                    "ids": ids,
+                    "digest": digest,
+                    "stats": stream.stats(),
+                }
+            )
+        stream.set_epoch(EPOCHS)
+        stateful = StatefulDataLoader(stream, batch_size=BATCH, num_workers=2)
+        it = iter(stateful)
+        before = [next(it)["__index__"].tolist() for _ in range(2)]
+        state = {"stream": stream.state_dict(), "loader": stateful.state_dict()}
+        del it
+    with SeTaStream(shards, policy=POLICY, losses=losses, seed=SEED) as stream:
+        stream.load_state_dict(state["stream"], loader=state["loader"])
+        after = [
+            b["__index__"].tolist() for b in DataLoader(stream, batch_size=BATCH, num_workers=1)
+        ]
+        report["resume"] = {
+            "before": [i for b in before for i in b],
+            "after": [i for b in after for i in b],
+            "digest": state["stream"]["selection"],
+            "len": len(stream),
+            "read": stream.stats()["samples_read"],
+        }
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(report))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
