@@ -1,10 +1,12 @@
 """The few collectives SeTaStream needs, and nothing per step.
 
 Loss updates of ranks other than 0 are buffered where they are made and gathered to rank 0
-(the table's only writer) in one `gather_object` per epoch change, state_dict or close.
-The scores rank 0 reads are broadcast in one `broadcast_object_list`, so every rank runs the
-policy on the same snapshot and computes the same selection. Object collectives pickle
-numpy arrays, so ids stay int64 at any size, and work with gloo and nccl alike.
+(the table's only writer) in one `gather_object` per `set_epoch`, `state_dict` or `close`.
+The scores rank 0 reads are broadcast in one `broadcast_object_list` per epoch, so every rank
+runs the policy on the same snapshot and computes the same selection; on a resume, rank 0
+broadcasts the selection the loss table recorded instead. Object collectives pickle numpy
+arrays, so ids stay int64 at any size, and work with gloo and nccl alike (with nccl, call
+`torch.cuda.set_device(local_rank)` first, as torch requires for object collectives).
 """
 
 from __future__ import annotations
