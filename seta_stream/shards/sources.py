@@ -145,6 +145,7 @@ class NpzSource(Source):
     def __init__(self, path: str, *, label: str | None = None):
         self.path = path
         self._arrays: dict[str, np.ndarray] | None = None
+        self._headers: dict[str, bytes] = {}
         arrays = self._load()
         lengths = {k: (a.shape[0] if a.ndim else None) for k, a in arrays.items()}
         if not arrays or None in lengths.values() or len(set(lengths.values())) != 1:
@@ -175,13 +176,22 @@ class NpzSource(Source):
     def __len__(self) -> int:
         return self.n
 
+    def _npy(self, name: str, row: Any) -> bytes:
+        """`.npy` bytes of one row: the header (the same for every row) is built once."""
+        row = np.asarray(row)
+        if row.dtype.hasobject:
+            raise SourceError(f"{self.path}: array {name!r} holds Python objects; not stored")
+        header = self._headers.get(name)
+        if header is None:
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, row, allow_pickle=False)
+            header = buf.getvalue()[: len(buf.getvalue()) - row.nbytes]
+            self._headers[name] = header
+        return header + row.tobytes()
+
     def load(self, i: int) -> Sample:
         arrays = self._load()
-        fields = []
-        for name, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asarray(arr[i]), allow_pickle=False)
-            fields.append((f"{name}.npy", buf.getvalue()))
+        fields = [(f"{name}.npy", self._npy(name, arr[i])) for name, arr in arrays.items()]
         meta: dict[str, Any] = {k: arrays[k][i].item() for k in self.scalars}
         if self.label:
             meta["label"] = int(arrays[self.label][i])

@@ -1,0 +1,110 @@
+"""The loss table: one row per sample, updated every step, read by the policies once per epoch.
+
+```python
+from seta_stream.losses import LossTable
+
+with LossTable("runs/exp1/losses", dataset=ds) as table:  # or num_samples=N
+    table.set_epoch(epoch)
+    selection = policy.select(table.scores(), epoch, seed=0)
+    table.record_selection(epoch, selection)
+    for batch in loader:
+        table.update(batch["__index__"], per_sample_loss)  # queued; returns at once
+    table.end_epoch()  # history + summary + snapshot
+```
+
+**One writer.** A table is written by one process (under DDP, one rank, which receives the
+others' updates); a second writer gets `LossTableError` (an `fcntl.flock` on `<table>/lock`,
+released on close or process death). Other processes read with `LossTable.open_readonly(path)`.
+
+**Updates.** `update(ids, losses)` takes numpy arrays or torch tensors (any device, any float
+dtype; integer ids), checks the ids' range and the losses' finiteness, copies them and puts
+them on a bounded queue; the `seta_stream-loss-writer` thread applies them to memory-mapped
+columns. A full queue blocks `update()` (back-pressure). A writer failure is raised by the
+next `update()`, `flush()` or `close()`. Within one batch a duplicate id's last loss wins and
+counts one visit. Non-finite losses raise, or with `nonfinite="skip"` are dropped and counted
+in `stats()["nonfinite_skipped"]`.
+
+**Durability.** `flush()` returns once everything queued is applied and msync'ed. After a
+`kill -9` at any moment the table opens with every update flushed before it; updates queued
+after the last flush may be partly there (each sample's row is independent, so a half-applied
+batch is harmless). Parquet files are replaced atomically: never a partial `losses.parquet`.
+
+## Files and their schemas
+
+Every Parquet file carries the metadata key `seta_stream.loss_table`: JSON with `kind`,
+`version` (now 1), `num_samples`, `fingerprint` and, per epoch, `epoch`, `form` and `info`.
+
+`losses.parquet` — the latest snapshot (written by `snapshot()`, `end_epoch()`, `close()`):
+
+| column | type | meaning |
+|---|---|---|
+| sample_id | int64 | 0 … N−1 |
+| key | large_string | the sample's key (null when the table has no dataset) |
+| loss | float32 | last loss; null if never seen (NaN in `scores()`) |
+| visits | uint32 | number of batches that carried the sample |
+| last_epoch | int32 | epoch last seen, −1 if never |
+| group | int8 | group rank in the last selection, −1 if not clustered |
+| selected | bool | selected by the last selection |
+| weight | float32 | loss weight of the last selection (1.0 when not selected) |
+
+`history/epoch=000012.parquet` — one per ended epoch, all of one schema:
+epoch int32, sample_id int64, key large_string, loss float32 (as at the epoch's end), group
+int8, selected bool, weight float32. Up to `history_full_max` samples (default 20M) every
+sample has a row ("full"); above it only the selected samples do ("compact"), and
+`histogram/epoch=….parquet` (epoch, group, bin, lo, hi, count: 64 bins per group) describes
+the losses of all samples. An epoch with no recorded selection stores group −1, weight 1 and
+selected = seen during that epoch.
+
+`summary/epoch=000012.parquet` — one row per group (−1: not clustered): epoch int32, phase
+large_string, group int8, count int64, seen int64 (samples with a loss), loss_min float32,
+loss_mean float64, loss_max float32 (over seen samples, at the epoch's end), selected int64,
+window_start int32, window_stop int32 (the SeTa window over group ranks, half-open; null
+otherwise), num_samples int64, kept_fraction float64.
+
+```python
+import polars as pl
+
+summary = pl.scan_parquet("runs/exp1/losses/summary/*.parquet")
+per_epoch = (
+    summary.group_by("epoch", "phase")
+    .agg(pl.col("selected").sum(), pl.col("num_samples").first())
+    .with_columns(kept=pl.col("selected") / pl.col("num_samples"))
+    .sort("epoch")
+    .collect()
+)
+history = pl.scan_parquet("runs/exp1/losses/history/*.parquet")
+curve = history.group_by("epoch").agg(pl.col("loss").mean()).sort("epoch").collect()
+times_selected = history.group_by("sample_id").agg(pl.col("selected").sum()).collect()
+```
+
+## Carrying a table over to a re-sharded dataset
+
+Sample ids follow the shard order, so they change when a dataset is re-sharded; keys do not.
+Join the old snapshot to the new index on `key` and write the result into a new table:
+
+```python
+import polars as pl
+from seta_stream.losses import LossTable
+
+old = pl.read_parquet("runs/old/losses/losses.parquet").filter(pl.col("loss").is_not_null())
+new_index = pl.read_parquet("new_dataset/index.parquet").select("sample_id", "key")
+moved = new_index.join(old.select("key", "loss"), on="key", how="inner")
+with LossTable("runs/new/losses", dataset=new_dataset) as table:
+    table.update(moved["sample_id"].to_numpy(), moved["loss"].to_numpy())
+```
+"""
+
+from __future__ import annotations
+
+from seta_stream.losses.inputs import DatasetLike, SelectionLike
+from seta_stream.losses.reader import ReadOnlyLossTable
+from seta_stream.losses.table import HISTORY_FULL_MAX, LossTable, TableOptions
+
+__all__ = [
+    "HISTORY_FULL_MAX",
+    "DatasetLike",
+    "LossTable",
+    "ReadOnlyLossTable",
+    "SelectionLike",
+    "TableOptions",
+]

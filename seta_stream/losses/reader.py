@@ -1,0 +1,115 @@
+"""`ReadOnlyLossTable`: the reading side (DDP ranks that do not write, tools, notebooks).
+
+It takes no lock and starts no thread; it reads `table.json` and the latest snapshot
+(`losses.parquet`), which the writing process replaces atomically, so a read never sees half
+a file. Until the writer's first snapshot every loss reads as NaN (never seen).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from seta_stream.errors import LossTableError
+from seta_stream.losses import layout
+from seta_stream.losses.inputs import DatasetLike
+from seta_stream.losses.schema import file_metadata, read_checked
+
+
+def resolve_num_samples(
+    root: Path, stored: int | None, num_samples: int | None, dataset: DatasetLike | None
+) -> int:
+    """The table's sample count, checked against what the caller and the dataset say."""
+    claims = {"table.json": stored, "num_samples": num_samples}
+    if dataset is not None:
+        claims["dataset.num_samples"] = int(dataset.num_samples)
+    given = {k: v for k, v in claims.items() if v is not None}
+    if not given:
+        raise LossTableError(
+            f"no loss table at {root} yet: pass num_samples=N or dataset= to create"
+        )
+    if len(set(given.values())) > 1:
+        said = ", ".join(f"{k}={v}" for k, v in given.items())
+        raise LossTableError(f"loss table {root}: sample counts disagree ({said})")
+    n = next(iter(given.values()))
+    if not isinstance(n, int | np.integer) or n < 1:
+        raise LossTableError(f"num_samples={n!r}; must be an int >= 1")
+    return int(n)
+
+
+def check_dataset(root: Path, meta: dict[str, Any], dataset: DatasetLike | None) -> None:
+    """Refuse to use a table for a dataset other than the one it was made for."""
+    stored = meta.get("fingerprint")
+    if dataset is None or stored is None:
+        return
+    if str(dataset.fingerprint) != stored:
+        raise LossTableError(
+            f"loss table {root} belongs to another dataset (fingerprint {stored}, this dataset "
+            f"{dataset.fingerprint}). Use a new losses path, or carry the losses over by joining "
+            "the snapshot on `key` (see seta_stream.losses)."
+        )
+
+
+class ReadOnlyLossTable:
+    """Scores and snapshots of a table another process writes."""
+
+    def __init__(self, path: str | os.PathLike[str], *, dataset: DatasetLike | None = None) -> None:
+        self.root = layout.local_root(path)
+        self._meta = layout.read_meta(self.root)
+        resolve_num_samples(self.root, self._meta["num_samples"], None, dataset)
+        check_dataset(self.root, self._meta, dataset)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self._meta["num_samples"])
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self._meta.get("fingerprint")
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.root / layout.SNAPSHOT_NAME
+
+    def read_snapshot(self, columns: list[str] | None = None) -> pa.Table | None:
+        """The latest snapshot (None before the first one), its version and size checked."""
+        path = self.snapshot_path
+        if not path.exists():
+            return None
+        table = read_checked(path, "snapshot", columns)
+        if table.num_rows != self.num_samples:
+            raise LossTableError(
+                f"{path} has {table.num_rows} rows, but the table has {self.num_samples} samples"
+            )
+        return table
+
+    def scores(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """float32 losses from the latest snapshot (NaN: never seen, or no snapshot yet)."""
+        table = self.read_snapshot(["loss"])
+        if table is None:
+            return np.full(self.num_samples, np.nan, np.float32)
+        return np.asarray(table.column("loss").to_numpy(), dtype=np.float32)  # nulls → NaN
+
+    def snapshot_epoch(self) -> int | None:
+        """The epoch the latest snapshot was taken in (None before the first one)."""
+        path = self.snapshot_path
+        return None if not path.exists() else int(file_metadata(path, "snapshot")["epoch"])
+
+    def close(self) -> None:
+        """Nothing to release; present so both table kinds close the same way."""
+
+    def __enter__(self) -> ReadOnlyLossTable:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,153 @@
+"""Parquet schemas of the loss table's files, their versioned metadata, and checked reading.
+
+Every Parquet file a table writes carries, under the metadata key `seta_stream.loss_table`, a
+JSON object with at least `kind` (snapshot, history, summary, histogram, keys) and `version`.
+A reader that meets an unknown version names the file, the version and the versions it reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from seta_stream.errors import LossTableError
+from seta_stream.losses.layout import TABLE_VERSION, check_version
+
+METADATA_KEY = b"seta_stream.loss_table"
+
+SNAPSHOT_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.int64()),
+        ("key", pa.large_string()),
+        ("loss", pa.float32()),
+        ("visits", pa.uint32()),
+        ("last_epoch", pa.int32()),
+        ("group", pa.int8()),
+        ("selected", pa.bool_()),
+        ("weight", pa.float32()),
+    ]
+)
+HISTORY_SCHEMA = pa.schema(
+    [
+        ("epoch", pa.int32()),
+        ("sample_id", pa.int64()),
+        ("key", pa.large_string()),
+        ("loss", pa.float32()),
+        ("group", pa.int8()),
+        ("selected", pa.bool_()),
+        ("weight", pa.float32()),
+    ]
+)
+SUMMARY_SCHEMA = pa.schema(
+    [
+        ("epoch", pa.int32()),
+        ("phase", pa.large_string()),
+        ("group", pa.int8()),
+        ("count", pa.int64()),
+        ("seen", pa.int64()),
+        ("loss_min", pa.float32()),
+        ("loss_mean", pa.float64()),
+        ("loss_max", pa.float32()),
+        ("selected", pa.int64()),
+        ("window_start", pa.int32()),
+        ("window_stop", pa.int32()),
+        ("num_samples", pa.int64()),
+        ("kept_fraction", pa.float64()),
+    ]
+)
+HISTOGRAM_SCHEMA = pa.schema(
+    [
+        ("epoch", pa.int32()),
+        ("group", pa.int8()),
+        ("bin", pa.int16()),
+        ("lo", pa.float32()),
+        ("hi", pa.float32()),
+        ("count", pa.int64()),
+    ]
+)
+KEYS_SCHEMA = pa.schema([("sample_id", pa.int64()), ("key", pa.large_string())])
+
+# Dictionary encoding only where values repeat: on losses, ids and keys it is tried and
+# abandoned on every page, which costs a third of the write time.
+WRITE_OPTIONS: dict[str, Any] = {
+    "use_dictionary": ["epoch", "last_epoch", "group", "phase"],
+    "compression": "snappy",
+}
+
+
+def with_metadata(schema: pa.Schema, kind: str, **fields: Any) -> pa.Schema:
+    payload = {"kind": kind, "version": TABLE_VERSION, **fields}
+    return schema.with_metadata({METADATA_KEY: json.dumps(payload).encode()})
+
+
+def file_metadata(path: Path, kind: str | None = None) -> dict[str, Any]:
+    """The `seta_stream.loss_table` metadata of a Parquet file, its version checked."""
+    try:
+        raw = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        raise LossTableError(f"{path}: file not found") from None
+    except (OSError, pa.ArrowException) as e:
+        raise LossTableError(f"{path}: not a readable Parquet file: {e}") from e
+    if METADATA_KEY not in raw:
+        raise LossTableError(f"{path}: no {METADATA_KEY.decode()} metadata; not a loss table file")
+    meta: dict[str, Any] = json.loads(raw[METADATA_KEY])
+    check_version(meta.get("version"), path)
+    if kind is not None and meta.get("kind") != kind:
+        raise LossTableError(f"{path}: holds {meta.get('kind')!r} data, expected {kind!r}")
+    return meta
+
+
+def read_checked(path: Path, kind: str, columns: list[str] | None = None) -> pa.Table:
+    """Read a loss-table Parquet file after checking its kind and version."""
+    file_metadata(path, kind)
+    return pq.read_table(path, columns=columns)
+
+
+def keys_array(keys: Any, num_samples: int) -> pa.Array | pa.ChunkedArray:
+    """A dataset's `keys()` as large_string, checked to hold one key per sample."""
+    arr = keys if isinstance(keys, pa.Array | pa.ChunkedArray) else pa.array(keys)
+    if len(arr) != num_samples:
+        raise LossTableError(
+            f"dataset.keys() returned {len(arr)} keys for a dataset of {num_samples} samples"
+        )
+    try:
+        return arr.cast(pa.large_string())
+    except pa.ArrowException as e:
+        raise LossTableError(f"dataset.keys() must be strings, got {arr.type}") from e
+
+
+def check_keys_file(path: Path, num_samples: int) -> None:
+    file_metadata(path, "keys")
+    rows = pq.read_metadata(path).num_rows
+    if rows != num_samples:
+        raise LossTableError(f"{path} holds {rows} keys for a table of {num_samples} samples")
+
+
+class KeySource:
+    """Keys in sample_id order, handed out in consecutive slices (None file: all null)."""
+
+    def __init__(self, path: Path | None, chunk_rows: int) -> None:
+        self._batches: Iterator[pa.RecordBatch] | None = None
+        if path is not None:
+            self._batches = pq.ParquetFile(path).iter_batches(
+                batch_size=chunk_rows, columns=["key"]
+            )
+        self._buf: pa.Array = pa.array([], pa.large_string())
+
+    def next(self, n: int) -> pa.Array:
+        if self._batches is None:
+            return pa.nulls(n, pa.large_string())
+        parts: list[pa.Array] = []
+        while n > 0:
+            if len(self._buf) == 0:
+                self._buf = next(self._batches).column(0)
+            part = self._buf.slice(0, n)
+            parts.append(part)
+            self._buf = self._buf.slice(len(part))
+            n -= len(part)
+        return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)

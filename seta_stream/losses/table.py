@@ -1,0 +1,398 @@
+"""`LossTable`: the writing side of a loss table (one process per table; see the package doc)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from seta_stream.errors import LossTableError
+from seta_stream.losses import layout
+from seta_stream.losses.columns import LiveColumns
+from seta_stream.losses.history import EpochRecord, Hook, WriteContext, write_epoch, write_keys
+from seta_stream.losses.history import write_snapshot as _write_snapshot
+from seta_stream.losses.inputs import (
+    DatasetLike,
+    NonFinite,
+    SelectionLike,
+    all_finite,
+    as_ids,
+    as_losses,
+    check_range,
+    check_selection,
+    check_shapes,
+    first_nonfinite,
+)
+from seta_stream.losses.reader import ReadOnlyLossTable, check_dataset, resolve_num_samples
+from seta_stream.losses.schema import check_keys_file, file_metadata, keys_array
+from seta_stream.losses.writer import Batch, LossWriter
+
+HISTORY_FULL_MAX = 20_000_000
+"""Above this many samples an epoch's history holds only the selected rows (plus histograms)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableOptions:
+    """How a `LossTable` treats bad losses, how much it queues and how it writes history."""
+
+    nonfinite: NonFinite = "raise"
+    max_pending: int = 1024
+    history_full_max: int = HISTORY_FULL_MAX
+    chunk_rows: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.nonfinite not in ("raise", "skip"):
+            raise LossTableError(f"nonfinite={self.nonfinite!r}; allowed: 'raise' or 'skip'")
+        for name in ("max_pending", "chunk_rows"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise LossTableError(f"{name}={getattr(self, name)!r}; must be an int >= 1")
+        if not isinstance(self.history_full_max, int) or self.history_full_max < 0:
+            raise LossTableError(f"history_full_max={self.history_full_max!r}; must be an int >= 0")
+
+
+class LossTable:
+    """Per-sample losses of one dataset, updated asynchronously, snapshotted to Parquet.
+
+    `update()` only validates, copies and queues; the `seta_stream-loss-writer` thread applies.
+    Control methods (`flush`, `scores`, `record_selection`, `end_epoch`, `snapshot`) wait for
+    everything queued before them. Use as a context manager, or call `close()`; a table left
+    open is drained and unlocked at interpreter exit, without a final snapshot.
+
+    Duplicate ids within one `update()` batch: the last loss wins, and the batch counts one
+    visit for that sample.
+
+    Args:
+        path: the table directory (created if missing; `file://` URLs are accepted).
+        num_samples: N; needed to create a table without a dataset, checked when reopening.
+        dataset: the dataset (`DatasetLike`); its fingerprint and keys are stored, and a table
+            of another dataset is refused.
+        nonfinite: "raise" (default) refuses a batch with a NaN/inf loss; "skip" drops those
+            losses and counts them in `stats()["nonfinite_skipped"]`.
+        max_pending: batches queued before `update()` blocks (back-pressure).
+        history_full_max: above this N, epoch history keeps only the selected rows.
+        chunk_rows: rows per chunk when writing Parquet (bounds memory at large N).
+        debug_hook: for tests; called on the writer thread with a point name ("apply:start",
+            "apply:mid", "apply:end", "snapshot:partial", "snapshot:written",
+            "history:partial", "history:written") so a test can slow, pause or fail it there.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        num_samples: int | None = None,
+        dataset: DatasetLike | None = None,
+        nonfinite: NonFinite = "raise",
+        max_pending: int = 1024,
+        history_full_max: int = HISTORY_FULL_MAX,
+        chunk_rows: int = 1 << 20,
+        debug_hook: Hook | None = None,
+    ) -> None:
+        self.options = TableOptions(
+            nonfinite=nonfinite,
+            max_pending=max_pending,
+            history_full_max=history_full_max,
+            chunk_rows=chunk_rows,
+        )
+        self.root = layout.local_root(path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._hook = debug_hook  # tests: called on the writer thread at named points
+        self._lock = layout.WriterLock(self.root)
+        try:
+            self._cols = self._open(num_samples, dataset)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._meta_lock = threading.Lock()
+        self._closed = False
+        self._counts = {"updates": 0, "samples_queued": 0, "nonfinite_skipped": 0, "flushes": 0}
+        self._writer = LossWriter(self._apply, max_pending=max_pending)
+        self._finalizer = weakref.finalize(self, _finalize, self._writer, self._cols, self._lock)
+
+    @classmethod
+    def open_readonly(
+        cls, path: str | os.PathLike[str], *, dataset: DatasetLike | None = None
+    ) -> ReadOnlyLossTable:
+        """Open for reading snapshots only (other DDP ranks): no lock, no writer thread."""
+        return ReadOnlyLossTable(path, dataset=dataset)
+
+    # -- opening -----------------------------------------------------------------------------
+    def _open(self, num_samples: int | None, dataset: DatasetLike | None) -> LiveColumns:
+        root = self.root
+        layout.remove_stale_temps(root)
+        if (root / layout.META_NAME).exists():
+            self._meta = layout.read_meta(root)
+            resolve_num_samples(root, self._meta["num_samples"], num_samples, dataset)
+            check_dataset(root, self._meta, dataset)
+            cols = LiveColumns(root, self._meta["num_samples"], create=False)
+            if self._meta.get("has_keys"):
+                check_keys_file(root / layout.KEYS_NAME, self._meta["num_samples"])
+            if dataset is not None and self._meta.get("fingerprint") is None:
+                self._adopt(dataset)  # a table made without a dataset meets its dataset
+            return cols
+        n = resolve_num_samples(root, None, num_samples, dataset)
+        cols = LiveColumns(root, n, create=True)
+        self._meta = {
+            "kind": layout.TABLE_KIND,
+            "version": layout.TABLE_VERSION,
+            "num_samples": n,
+            "fingerprint": None,
+            "has_keys": False,
+            "epoch": 0,
+            "max_epoch": 0,
+            "epochs": {},
+        }
+        if dataset is not None:
+            self._adopt(dataset)
+        layout.write_meta(root, self._meta)  # last: a table without table.json is unfinished
+        return cols
+
+    def _adopt(self, dataset: DatasetLike) -> None:
+        keys = keys_array(dataset.keys(), self._meta["num_samples"])
+        self._meta["fingerprint"] = str(dataset.fingerprint)
+        write_keys(self.root, keys, self._context())
+        self._meta["has_keys"] = True
+        if (self.root / layout.META_NAME).exists():
+            layout.write_meta(self.root, self._meta)
+
+    def _context(self) -> WriteContext:
+        return WriteContext(
+            root=self.root,
+            chunk_rows=self.options.chunk_rows,
+            has_keys=bool(self._meta.get("has_keys")),
+            num_samples=self._meta["num_samples"],
+            fingerprint=self._meta.get("fingerprint"),
+            hook=self._hook,
+        )
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def num_samples(self) -> int:
+        return int(self._meta["num_samples"])
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self._meta.get("fingerprint")
+
+    @property
+    def epoch(self) -> int:
+        return int(self._meta["epoch"])
+
+    # -- the hot path ------------------------------------------------------------------------
+    def update(self, ids: Any, losses: Any) -> None:
+        """Queue per-sample losses (numpy or torch, any device/float dtype); returns at once.
+
+        Blocks only while `max_pending` batches are already queued (back-pressure).
+        """
+        self._writer.check()
+        ids_np, loss_np = as_ids(ids), as_losses(losses)
+        check_shapes(ids_np, loss_np)
+        if not ids_np.size:
+            return
+        check_range(ids_np, self.num_samples)
+        if not all_finite(loss_np):
+            ids_np, loss_np = self._drop_nonfinite(ids_np, loss_np)
+        self._writer.put(Batch(ids_np, loss_np, self._meta["epoch"]))
+        self._counts["updates"] += 1
+        self._counts["samples_queued"] += ids_np.size
+
+    def _drop_nonfinite(self, ids: np.ndarray, losses: np.ndarray) -> tuple[Any, Any]:
+        if self.options.nonfinite == "raise":
+            raise LossTableError(
+                f"non-finite {first_nonfinite(ids, losses)}; nothing of this batch was queued. "
+                "Pass nonfinite='skip' to LossTable to drop such losses (counted in stats())."
+            )
+        keep = np.isfinite(losses)
+        with self._meta_lock:
+            self._counts["nonfinite_skipped"] += int(keep.size - keep.sum())
+        return ids[keep], losses[keep]
+
+    def _apply(self, batch: Batch) -> None:
+        """Writer thread: apply one batch; each element independently (loss, visits, epoch)."""
+        cols, hook, ids = self._cols, self._hook, batch.ids
+        if hook is not None:
+            hook("apply:start")
+        cols.loss[ids] = batch.losses
+        if hook is not None:
+            hook("apply:mid")
+        visits = cols.visits[ids]
+        visits += 1
+        cols.visits[ids] = visits
+        cols.epoch[ids] = batch.epoch
+        if not np.array_equal(cols.loss[ids], batch.losses):
+            # Duplicate ids with different losses: make the last occurrence win, whatever order
+            # numpy's fancy assignment used.
+            _, first_in_reversed = np.unique(ids[::-1], return_index=True)
+            last = ids.size - 1 - first_in_reversed
+            cols.loss[ids[last]] = batch.losses[last]
+        if hook is not None:
+            hook("apply:end")
+
+    # -- control -----------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Wait until every queued update is applied and msync'ed (survives an OS crash)."""
+        self._writer.call(self._cols.flush)
+        self._counts["flushes"] += 1
+
+    def scores(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """A float32 copy of the losses (NaN: never seen), taken after a flush."""
+
+        def copy() -> np.ndarray[Any, np.dtype[np.float32]]:
+            self._cols.flush()
+            return self._cols.loss.copy()
+
+        return self._writer.call(copy)
+
+    def columns(self) -> dict[str, np.ndarray[Any, Any]]:
+        """Copies of the live columns (loss, visits, epoch, group, selected, weight)."""
+        return self._writer.call(lambda: {k: v.copy() for k, v in self._cols.as_dict().items()})
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the current epoch: the `epoch` recorded by later `update()` calls."""
+        if not isinstance(epoch, int | np.integer) or epoch < 0:
+            raise LossTableError(f"epoch={epoch!r}; must be an int >= 0")
+        self._check_open()
+        with self._meta_lock:
+            self._meta["epoch"] = int(epoch)
+            self._meta["max_epoch"] = max(int(epoch), self._meta.get("max_epoch", 0))
+            layout.write_meta(self.root, self._meta)
+
+    def record_selection(self, epoch: int, selection: SelectionLike) -> None:
+        """Store the epoch's group/selected/weight columns and remember `selection.info`."""
+        if epoch != self.epoch:
+            raise LossTableError(
+                f"record_selection(epoch={epoch}) but the table's epoch is {self.epoch}; "
+                f"call set_epoch({epoch}) first"
+            )
+        ids, weights, groups, info = check_selection(selection, self.num_samples)
+
+        def store() -> None:
+            cols = self._cols
+            cols.selected[:] = False
+            cols.selected[ids] = True
+            cols.weight[:] = 1.0
+            if weights is not None:
+                cols.weight[ids] = weights
+            cols.group[:] = -1 if groups is None else groups
+
+        self._writer.call(store)
+        with self._meta_lock:
+            self._meta["epochs"][str(epoch)] = {"info": info, "ended": False}
+            layout.write_meta(self.root, self._meta)
+
+    def end_epoch(self) -> None:
+        """Write the current epoch's history and summary, then a snapshot. Idempotent per epoch."""
+        epoch = self.epoch
+        entry = self._meta["epochs"].get(str(epoch), {"info": None})
+        if entry.get("ended"):
+            return
+        record = EpochRecord(
+            epoch=epoch,
+            info=entry["info"],
+            compact=self.num_samples > self.options.history_full_max,
+        )
+        ctx = self._context()
+
+        def write() -> None:
+            self._cols.flush()
+            write_epoch(self._cols, ctx, record)
+            _write_snapshot(self._cols, ctx, epoch=epoch)
+
+        self._writer.call(write)
+        with self._meta_lock:
+            self._meta["epochs"][str(epoch)] = {**entry, "ended": True}
+            layout.write_meta(self.root, self._meta)
+
+    def snapshot(self) -> Path:
+        """Write `losses.parquet` atomically (after applying everything queued); return its path."""
+        ctx = self._context()
+        return self._writer.call(lambda: _write_snapshot(self._cols, ctx, epoch=self.epoch))
+
+    def verify(self) -> None:
+        """Check the live columns' values and every Parquet file's version; raise on a problem."""
+        n, chunk = self.num_samples, self.options.chunk_rows
+        max_epoch = max(self.epoch, self._meta.get("max_epoch", 0))
+        found = self._writer.call(
+            lambda: self._cols.problems(max_epoch=max_epoch, chunk_rows=chunk)
+        )
+        snapshot = self.root / layout.SNAPSHOT_NAME
+        if snapshot.exists():
+            file_metadata(snapshot, "snapshot")
+            rows = pq.read_metadata(snapshot).num_rows
+            if rows != n:
+                found.append(f"{snapshot} has {rows} rows, expected {n}")
+        for folder, kind in (("history", "history"), ("summary", "summary")):
+            for path in sorted((self.root / folder).glob("*.parquet")):
+                file_metadata(path, kind)
+        if found:
+            raise LossTableError(f"loss table {self.root} failed verification: " + "; ".join(found))
+
+    def stats(self) -> dict[str, Any]:
+        w = self._writer
+        return {
+            **self._counts,
+            "num_samples": self.num_samples,
+            "epoch": self.epoch,
+            "pending": w.pending,
+            "batches_applied": w.batches_applied,
+            "samples_applied": w.samples_applied,
+            "blocked_puts": w.blocked_puts,
+            "writer_failed": w.failed,
+        }
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LossTableError(f"loss table {self.root} is closed")
+
+    def close(self) -> None:
+        """Flush, write a final snapshot, stop the writer thread and release the lock.
+
+        Idempotent. Raises the writer's failure if no earlier call has raised it.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._writer.failed:
+                self._writer.call(self._final_snapshot)
+        finally:
+            self._finalizer.detach()
+            _finalize(self._writer, self._cols, self._lock)
+
+    def _final_snapshot(self) -> None:
+        self._cols.flush()
+        _write_snapshot(self._cols, self._context(), epoch=self.epoch)
+
+    def __enter__(self) -> LossTable:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LossTable({str(self.root)!r}, num_samples={self.num_samples}, epoch={self.epoch})"
+
+
+def _finalize(writer: LossWriter, cols: LiveColumns, lock: layout.WriterLock) -> None:
+    """Stop the writer (draining its queue), msync, unmap, unlock; also run at interpreter exit."""
+    try:
+        writer.close()
+    finally:
+        try:
+            cols.flush()
+            cols.close()
+        finally:
+            lock.release()
