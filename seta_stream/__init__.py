@@ -30,8 +30,8 @@ if TYPE_CHECKING:
         Full,
         InfoBatch,
         Policy,
-        SeTa,
         Selection,
+        SeTa,
         Static,
         policy_from_dict,
     )

@@ -25,6 +25,9 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     x = rng.standard_normal((N, 40)).astype(np.float32)
     y = rng.integers(0, 10, N)
     np.savez(root / "src.npz", x=x, y=y)
-    convert(open_source(str(root / "src.npz")), root / "ds",
-            ConvertOptions(samples_per_shard=150, progress=False))
+    convert(
+        open_source(str(root / "src.npz")),
+        root / "ds",
+        ConvertOptions(samples_per_shard=150, progress=False),
+    )
     return root / "ds"

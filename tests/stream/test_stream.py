@@ -32,7 +32,9 @@ def _epoch(stream: SeTaStream, loader: DataLoader, epoch: int, *, feed: bool = T
 def test_each_selected_sample_once(tmp_path: Path, shards: Path, workers: int) -> None:
     policy = SeTa(epochs=6, prune_ratio=0.3, num_groups=5, window=0.6)
     with SeTaStream(shards, policy=policy, losses=tmp_path / "l", seed=1) as stream:
-        loader = DataLoader(stream, batch_size=64, num_workers=workers, persistent_workers=workers > 0)
+        loader = DataLoader(
+            stream, batch_size=64, num_workers=workers, persistent_workers=workers > 0
+        )
         for e in range(4):
             seen = _epoch(stream, loader, e)
             sel = policy.select(stream.table.scores(), e, seed=1) if e == 0 else None
@@ -46,9 +48,16 @@ def test_each_selected_sample_once(tmp_path: Path, shards: Path, workers: int) -
 
 
 def test_persistent_spawn_workers_follow_new_plans(tmp_path: Path, shards: Path) -> None:
-    with SeTaStream(shards, policy=DynamicRandom(epochs=10, prune_ratio=0.5), losses=tmp_path / "l") as s:
-        loader = DataLoader(s, batch_size=50, num_workers=2, persistent_workers=True,
-                            multiprocessing_context="spawn")
+    with SeTaStream(
+        shards, policy=DynamicRandom(epochs=10, prune_ratio=0.5), losses=tmp_path / "l"
+    ) as s:
+        loader = DataLoader(
+            s,
+            batch_size=50,
+            num_workers=2,
+            persistent_workers=True,
+            multiprocessing_context="spawn",
+        )
         first = _epoch(s, loader, 0)
         second = _epoch(s, loader, 1)
         assert len(first) == len(second) == 500
@@ -62,8 +71,13 @@ def test_counting_decode_and_transform(tmp_path: Path, shards: Path) -> None:
         calls.append(raw["__index__"])
         return {"x": np.frombuffer(raw["x.npy"][-160:], np.float32).copy()}
 
-    with SeTaStream(shards, policy=DynamicRandom(epochs=4, prune_ratio=0.7), losses=tmp_path / "l",
-                    decode=decode, transform=lambda d: {**d, "x2": d["x"] * 2}) as s:
+    with SeTaStream(
+        shards,
+        policy=DynamicRandom(epochs=4, prune_ratio=0.7),
+        losses=tmp_path / "l",
+        decode=decode,
+        transform=lambda d: {**d, "x2": d["x"] * 2},
+    ) as s:
         s.set_epoch(0)
         items = list(s)
     assert len(calls) == len(items) == 300
@@ -72,7 +86,9 @@ def test_counting_decode_and_transform(tmp_path: Path, shards: Path) -> None:
 
 
 def test_infobatch_weights_reach_the_batch(tmp_path: Path, shards: Path) -> None:
-    with SeTaStream(shards, policy=InfoBatch(epochs=4, prune_ratio=0.5), losses=tmp_path / "l") as s:
+    with SeTaStream(
+        shards, policy=InfoBatch(epochs=4, prune_ratio=0.5), losses=tmp_path / "l"
+    ) as s:
         loader = DataLoader(s, batch_size=100)
         _epoch(s, loader, 0)  # losses = id % 7: below-mean samples get pruned/up-weighted
         s.set_epoch(1)
@@ -84,7 +100,11 @@ def test_infobatch_weights_reach_the_batch(tmp_path: Path, shards: Path) -> None
 def test_full_without_loss_table(shards: Path) -> None:
     with SeTaStream(shards, policy=Full(), losses=None) as s:
         s.set_epoch(0)
-        assert len(s) == N and s.steps_per_epoch(64) == 16 and s.steps_per_epoch(64, drop_last=True) == 15
+        assert (
+            len(s) == N
+            and s.steps_per_epoch(64) == 16
+            and s.steps_per_epoch(64, drop_last=True) == 15
+        )
         assert sorted(i["__index__"] for i in s) == list(range(N))
         with pytest.raises(SeTaStreamError, match="no loss table"):
             s.update(torch.tensor([1]), torch.tensor([0.5]))
