@@ -1,0 +1,25 @@
+"""benchmarks/bench_shuffle.py runs at tiny size and its figures have the expected shape."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_smoke_run_writes_json(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "bench_shuffle", ROOT / "benchmarks" / "bench_shuffle.py"
+    )
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--smoke", "--out", str(tmp_path / "s.json")]) == 0
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    by = {(r["layout"], r["order"]): r for r in rows}
+    perfect = by[("labels iid", "perfect permutation")]
+    ours = by[("labels iid", "seta_stream (4 open shards, window 1024)")]
+    assert perfect["same_shard_neighbours"] < ours["same_shard_neighbours"] < 0.5
+    assert abs(ours["same_class_neighbours"] - 0.1) < 0.03
