@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from seta_stream.plan import World, read_order, split, yield_order  # noqa: E402
+from seta_stream.plan import World, read_order, split, yield_order
 
 CLASSES = 10
 
