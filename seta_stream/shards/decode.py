@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -77,13 +78,24 @@ def _npy(data: bytes) -> Any:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
-def _image(data: bytes) -> Any:
+_PIL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP",
+                "gif": "GIF", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM", "pgm": "PPM",
+                "pbm": "PPM", "pnm": "PPM"}  # fmt: skip
+
+
+def _image(data: bytes, ext: str = "") -> Any:
+    """uint8 array (H, W) or (H, W, C), writable (torch's collate warns on read-only ones)."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
+    hint = _PIL_FORMATS.get(ext)
+    try:  # the format from the extension first: skips Pillow's probing of every plugin
+        img = Image.open(io.BytesIO(data), formats=[hint] if hint else None)
+    except Exception:
+        img = Image.open(io.BytesIO(data))  # a mislabelled file: let Pillow find its format
+    with img:
         if img.mode in ("L", "RGB", "RGBA"):
-            return np.asarray(img)
-        return np.asarray(img.convert("RGB"))  # palette, CMYK, 16-bit: to 8-bit RGB
+            return np.array(img)
+        return np.array(img.convert("RGB"))  # palette, CMYK, 16-bit: to 8-bit RGB
 
 
 def _pickle(data: bytes) -> Any:
@@ -101,7 +113,7 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "cls2": lambda b: int(b),
     "index": lambda b: int(b),
     "id": lambda b: int(b),
-    **dict.fromkeys(IMAGE_EXTS, _image),
+    **{ext: partial(_image, ext=ext) for ext in IMAGE_EXTS},
 }
 
 

@@ -1,0 +1,58 @@
+"""The read-path benchmark still runs (2000 PNG samples, 0 and 2 workers) and writes its JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_stream.py"
+N = 2000
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_stream", _SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_smoke_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "stream.json"
+    argv = ["--smoke", "--out", str(out), "--workdir", str(tmp_path)]
+    assert _load().main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["machine"]["torch_threads"] == 1
+    rows = data["rows"]
+    assert all(r["samples_per_s"] > 0 and r["epoch_s"] > 0 for r in rows)
+    ours = [r for r in rows if r["reader"] == "SeTaStream"]
+    assert {(r["workers"], r["keep"], r["decode"]) for r in ours} == {
+        (w, k, d) for w in (0, 2) for k in (1.0, 0.7, 0.5, 0.3) for d in (True,)
+    } | {(0, 1.0, False), (2, 1.0, False)}
+    for w in (0, 2):
+        mine = {(r["keep"], r["decode"]): r for r in ours if r["workers"] == w}
+        full, pruned = mine[1.0, True], mine[0.3, True]
+        assert full["samples"] == N
+        assert full["bytes_read"] == full["bytes_selected"] <= data["bytes_on_disk"]
+        assert pruned["samples"] == int(0.3 * N)
+        assert pruned["bytes_read"] < 0.4 * full["bytes_read"]  # pruned bytes are never read
+        for r in mine.values():
+            assert r["decode_calls"] == (r["samples"] if r["decode"] else 0)
+            assert r["samples_read"] == r["samples"]
+        assert full["vs_webdataset"] > 0
+    wds = [r for r in rows if r["reader"] == "webdataset.WebDataset"]
+    assert len(wds) == 4
+    assert all(r["samples"] == N for r in wds)
+    printed = capsys.readouterr().out
+    assert "| SeTaStream | 2 | PNG | 0.3 |" in printed
+    assert str(out) in printed
