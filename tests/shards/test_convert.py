@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import tarfile
@@ -162,3 +163,18 @@ def test_files_round_trip_property(tmp_path_factory, samples, fmt, compress, per
     for i, (g, fields) in enumerate(zip(got, samples, strict=True)):
         assert g.pop("__key__") == f"s{i:04d}" and g.pop("__index__") == i
         assert g == {k.lower(): v for k, v in fields.items()}
+
+
+def test_arrow_shards_read_row_by_row_through_a_memory_map(tmp_path: Path, npz_source) -> None:
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    path, arrays = npz_source
+    convert(open_source(str(path)), tmp_path / "a", ConvertOptions(format="arrow", progress=False))
+    with pa.memory_map(str(tmp_path / "a" / "shard-000000.arrow")) as source:
+        reader = ipc.open_file(source)
+        batch = reader.get_batch(reader.num_record_batches - 1)  # one batch, not the file
+        row = batch.num_rows - 1
+        x = np.load(io.BytesIO(batch.column("x.npy")[row].as_py()))
+        i = int(batch.column("__key__")[row].as_py())
+        np.testing.assert_array_equal(x, arrays["x"][i])
