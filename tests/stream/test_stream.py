@@ -132,3 +132,37 @@ def test_errors(tmp_path: Path, shards: Path) -> None:
             s.update(torch.tensor([0, N]), torch.tensor([1.0, 2.0]))
     with pytest.raises(SeTaStreamError, match="needs a loss table"):
         SeTaStream(shards, policy=SeTa(epochs=3), losses=None)
+
+
+def _rchar() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_keep_03_reads_03_of_the_bytes_through_the_os(tmp_path: Path, shards: Path) -> None:
+    with SeTaStream(
+        shards, policy=DynamicRandom(epochs=4, prune_ratio=0.7), losses=tmp_path / "l"
+    ) as s:
+        s.set_epoch(1)
+        selected = s.stats()["bytes_selected"]
+        total = s.dataset.manifest.total_bytes
+        before = _rchar()
+        n = sum(1 for _ in s)
+        os_bytes = _rchar() - before
+    assert n == 300
+    assert selected <= os_bytes <= 1.05 * selected  # the kernel saw only the selected ranges
+    assert os_bytes < 0.35 * total
+
+
+def test_workers_get_no_copy_of_the_index(tmp_path: Path, shards: Path) -> None:
+    import pickle
+
+    with SeTaStream(shards, policy=Full(), losses=None) as s:
+        s.set_epoch(0)
+        blob = pickle.dumps(s)  # what a spawned DataLoader worker receives
+        index_bytes = sum(a.nbytes for a in (s.dataset.index.offset, s.dataset.index.length))
+        assert len(blob) < index_bytes  # the index and plan travel as memory-mapped file paths
+        clone = pickle.loads(blob)
+        assert sorted(i["__index__"] for i in clone) == list(range(N))
