@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(path: str | Path, name: str | None = None) -> ModuleType:
+    """Import a script (tools/, benchmarks/, a test's child script) as a module, by path."""
+    path = ROOT / path
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while a class is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+@pytest.fixture(scope="session")
+def script() -> Callable[..., ModuleType]:
+    """`script("tools/shard.py")`: the script as a module (see `load_script`)."""
+    return load_script
+
 
 # Threads that third-party libraries start and keep on purpose (not ours to join).
 _ALLOWED_THREAD_PREFIXES = (

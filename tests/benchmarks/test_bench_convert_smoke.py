@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_convert.py"
 OURS = ("seta_stream convert workers=1", "seta_stream convert workers=2")
 WDS = "webdataset.ShardWriter"
 WDS0 = "webdataset.ShardWriter mtime=0"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_convert", _SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_convert"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_run_writes_json(tmp_path: Path, capsys) -> None:
+def test_smoke_run_writes_json(script, tmp_path: Path, capsys) -> None:
     out = tmp_path / "c.json"
-    assert _load().main(["--smoke", "--out", str(out), "--workdir", str(tmp_path)]) == 0
+    assert (
+        script("benchmarks/bench_convert.py").main(
+            ["--smoke", "--out", str(out), "--workdir", str(tmp_path)]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert data["machine"]["torch_threads"] == 1
     got = {(r["input"], r["contestant"]): r for r in data["convert"]}

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
-
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_losses.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_losses", _SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_run_writes_json(tmp_path: Path, capsys) -> None:
+def test_smoke_run_writes_json(script, tmp_path: Path, capsys) -> None:
     out = tmp_path / "losses.json"
-    assert _load().main(["--smoke", "--out", str(out), "--dir", str(tmp_path)]) == 0
+    assert (
+        script("benchmarks/bench_losses.py").main(
+            ["--smoke", "--out", str(out), "--dir", str(tmp_path)]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert data["num_samples"] == 100_000 and data["smoke"] is True
     assert [r["batch"] for r in data["throughput"]] == [256, 4096]

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
-
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_select.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_select", _SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_run_writes_json(tmp_path: Path, capsys) -> None:
+def test_smoke_run_writes_json(script, tmp_path: Path, capsys) -> None:
     out = tmp_path / "x.json"
-    assert _load().main(["--smoke", "--out", str(out)]) == 0
+    assert script("benchmarks/bench_select.py").main(["--smoke", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["sizes"] == [10_000]
     names = {r["name"] for r in data["results"]}

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_smoke_run_writes_json(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "bench_shuffle", ROOT / "benchmarks" / "bench_shuffle.py"
-    )
-    assert spec and spec.loader
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_smoke_run_writes_json(script, tmp_path: Path) -> None:
+    bench = script("benchmarks/bench_shuffle.py")
     assert bench.main(["--smoke", "--out", str(tmp_path / "s.json")]) == 0
     rows = json.loads((tmp_path / "s.json").read_text())["rows"]
     by = {(r["layout"], r["order"]): r for r in rows}

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_stream.py"
 N = 2000
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_stream", _SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
-
-
-def test_smoke_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_smoke_run_writes_json(script, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "stream.json"
     argv = ["--smoke", "--out", str(out), "--workdir", str(tmp_path)]
-    assert _load().main(argv) == 0
+    assert script("benchmarks/bench_stream.py").main(argv) == 0
     data = json.loads(out.read_text())
     assert data["machine"]["torch_threads"] == 1
     rows = data["rows"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,11 +66,6 @@ def seta_selection() -> Callable[..., TinySelection]:
 
 
 @pytest.fixture(scope="session")
-def kill_child() -> ModuleType:
+def kill_child(script) -> ModuleType:
     """The child script of the kill and lock tests, loaded as a module for its helpers."""
-    path = Path(__file__).with_name("_kill_child.py")
-    spec = importlib.util.spec_from_file_location("seta_losses_kill_child", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script(Path(__file__).with_name("_kill_child.py"), "seta_losses_kill_child")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -17,12 +16,8 @@ TOOL = Path(__file__).parents[2] / "tools" / "inspect_losses.py"
 
 
 @pytest.fixture(scope="module")
-def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("inspect_losses", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(script) -> ModuleType:
+    return script("tools/inspect_losses.py")
 
 
 @pytest.fixture

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -15,14 +15,15 @@ import webdataset as wds
 from seta_stream.shards import Dataset, read_samples
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("shard_cli", ROOT / "tools" / "shard.py")
-assert _spec and _spec.loader
-shard = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shard)
+
+
+@pytest.fixture(scope="module")
+def shard(script) -> ModuleType:
+    return script("tools/shard.py", "shard_cli")
 
 
 def test_convert_info_verify(
-    tmp_path: Path, npz_source, capsys: pytest.CaptureFixture[str]
+    shard: ModuleType, tmp_path: Path, npz_source, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, arrays = npz_source
     out = str(tmp_path / "ds")
@@ -46,7 +47,7 @@ def test_convert_info_verify(
     assert "shard-000000.tar: sha256 differs" in capsys.readouterr().out
 
 
-def test_parts_and_merge(tmp_path: Path, npz_source) -> None:
+def test_parts_and_merge(shard: ModuleType, tmp_path: Path, npz_source) -> None:
     path, arrays = npz_source
     out = str(tmp_path / "ds")
     for i in (2, 0, 1):
@@ -81,7 +82,7 @@ def test_parts_and_merge(tmp_path: Path, npz_source) -> None:
 
 
 def test_merge_with_a_missing_part(
-    tmp_path: Path, npz_source, capsys: pytest.CaptureFixture[str]
+    shard: ModuleType, tmp_path: Path, npz_source, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, _ = npz_source
     shard.main(["convert", str(path), str(tmp_path / "ds"), "--part", "0/2"])
@@ -89,7 +90,7 @@ def test_merge_with_a_missing_part(
     assert "parts missing: [1]" in capsys.readouterr().err
 
 
-def test_index_existing_webdataset_tars(tmp_path: Path) -> None:
+def test_index_existing_webdataset_tars(shard: ModuleType, tmp_path: Path) -> None:
     (tmp_path / "w").mkdir()
     with wds.ShardWriter(str(tmp_path / "w" / "part-%04d.tar"), maxcount=30) as w:
         for i in range(100):
@@ -106,7 +107,7 @@ def test_index_existing_webdataset_tars(tmp_path: Path) -> None:
     assert shard.main(["verify", str(tmp_path / "w")]) == 0
 
 
-def test_index_gnu_tar_written_shard(tmp_path: Path) -> None:
+def test_index_gnu_tar_written_shard(shard: ModuleType, tmp_path: Path) -> None:
     src = tmp_path / "files"
     (src / "deep.dir").mkdir(parents=True)
     long = "k" * 120
@@ -123,13 +124,13 @@ def test_index_gnu_tar_written_shard(tmp_path: Path) -> None:
     assert got[f"./deep.dir/{long}"]["txt"] == b"long" and got["./short"]["txt"] == b"short"
 
 
-def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_error_exits_2(shard: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         shard.main(["convert"])
     assert e.value.code == 2
 
 
-def test_cli_runs_as_a_script(tmp_path: Path, npz_source) -> None:
+def test_cli_runs_as_a_script(shard: ModuleType, tmp_path: Path, npz_source) -> None:
     path, _ = npz_source
     r = subprocess.run(
         [
