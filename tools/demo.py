@@ -55,6 +55,14 @@ def make_mnist1d(folder: str, train: int, test: int, seed: int) -> tuple[str, st
     return paths
 
 
+def shard_npz(src: str, dst: str) -> int:
+    """`tools/shard.py convert SRC DST` as the demo shards: 5,000 samples a shard, zstd."""
+    import shard  # tools/shard.py
+
+    argv = ["convert", src, dst, "--samples-per-shard", "5000", "--compress", "zstd"]
+    return shard.main([*argv, "--overwrite"])
+
+
 class CNN(nn.Module):
     """The MNIST-1D paper's small convolutional baseline (three strided convs, one linear)."""
 
@@ -144,18 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     shards, test_shards = (os.path.join(args.out, d) for d in ("mnist1d-train", "mnist1d-test"))
     print(f"[2/4] python tools/shard.py convert {train_npz} {shards} --compress zstd")
     for src, dst in ((train_npz, shards), (test_npz, test_shards)):
-        if shard.main(
-            [
-                "convert",
-                src,
-                dst,
-                "--samples-per-shard",
-                "5000",
-                "--compress",
-                "zstd",
-                "--overwrite",
-            ]
-        ):
+        if shard_npz(src, dst):
             return 1
     shard.main(["info", shards])
 
