@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         Static,
         policy_from_dict,
     )
+    from seta_stream.remote import RemoteOptions
     from seta_stream.shards import Dataset, read_samples
     from seta_stream.stream import SeTaStream
 
@@ -45,6 +46,7 @@ _LAZY = {
     "InfoBatch": "seta_stream.policies",
     "LossTable": "seta_stream.losses",
     "Policy": "seta_stream.policies",
+    "RemoteOptions": "seta_stream.remote",
     "SeTa": "seta_stream.policies",
     "SeTaStream": "seta_stream.stream",
     "Selection": "seta_stream.policies",
@@ -75,6 +77,7 @@ __all__ = [
     "ManifestError",
     "Policy",
     "PolicyError",
+    "RemoteOptions",
     "SeTa",
     "SeTaStream",
     "SeTaStreamError",

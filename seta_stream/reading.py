@@ -3,7 +3,9 @@
 A worker reads its part in ascending read position (each shard forward, few shards open) and
 yields in the plan's yield order, keeping read-but-not-yet-yielded samples in a buffer whose
 size the shuffle window bounds. Samples it skips on a resume are never read. Decoding happens
-at yield time, so decode calls equal yielded samples.
+at yield time, so decode calls equal yielded samples. From an object store the read order is
+fetched ahead in chunks (`Dataset.iter_raw`, `seta_stream.prefetch`); closing this generator
+stops that and joins its threads.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def read_part(
     """Yield `make_item(raw)` for positions `todo` of `ids` (read order), in that order."""
     need = np.zeros(len(ids), bool)
     need[todo] = True
-    read_seq = np.flatnonzero(need).tolist()  # ascending = read order
-    ids_l = ids.tolist()
+    read_seq = np.flatnonzero(need)  # ascending = read order
+    raws = dataset.iter_raw(ids[read_seq])  # remote: fetched ahead, in chunks
+    read_l = read_seq.tolist()
     w_l = weights.tolist() if weights is not None else None
     buf: dict[int, dict[str, Any]] = {}
     r = 0
@@ -46,9 +49,8 @@ def read_part(
     try:
         for pos in todo.tolist():
             while pos not in buf:
-                p = read_seq[r]
+                buf[read_l[r]] = next(raws)
                 r += 1
-                buf[p] = dataset.read_raw(ids_l[p])
                 local[READ] += 1
             item = make_item(buf.pop(pos))
             local[DECODED] += decodes
@@ -58,6 +60,9 @@ def read_part(
                 bytes_before = _flush(dataset, counters, slot, local, bytes_before)
             yield item
     finally:
+        close = getattr(raws, "close", None)
+        if close is not None:
+            close()  # stops fetching ahead and joins the fetch threads
         _flush(dataset, counters, slot, local, bytes_before)
 
 

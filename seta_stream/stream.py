@@ -47,6 +47,7 @@ from seta_stream.plan import (
 )
 from seta_stream.policies import Full, Policy
 from seta_stream.reading import Decode, make_item, read_part
+from seta_stream.remote import RemoteOptions
 from seta_stream.shards.reader import Dataset
 from seta_stream.workdir import ITERS, Plan, WorkDir
 
@@ -72,6 +73,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         shuffle_window: int = 1024,
         allow_pickle: bool = False,
         storage_options: Mapping[str, Any] | None = None,
+        remote: RemoteOptions | None = None,
         workdir: str | None = None,
     ):
         super().__init__()
@@ -80,12 +82,14 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self.policy, self.seed, self.shuffle = policy, seed, shuffle
         self.decode, self.transform, self.allow_pickle = decode, transform, allow_pickle
         self.open_shards, self.shuffle_window = open_shards, shuffle_window
-        self.dataset = Dataset.open(source, storage_options=storage_options)
+        self.dataset = Dataset.open(source, storage_options=storage_options, remote=remote)
         self.rank, self.world_size = ddp.rank_and_size()
         self.losses_path = None if losses is None else os.fspath(losses)
         self.table: LossTable | None = None
         if self.losses_path is not None and self.rank == 0:
-            self.table = LossTable(self.losses_path, dataset=self.dataset)
+            self.table = LossTable(
+                self.losses_path, dataset=self.dataset, storage_options=storage_options
+            )
         self._work = WorkDir(workdir)
         self.workdir = self._work.path  # the folder shared with DataLoader workers
         os.makedirs(os.path.join(self.workdir, "index"))

@@ -9,6 +9,11 @@
     python tools/shard.py merge DIR
     python tools/shard.py info DIR
 
+DIR, SRC and DST may be fsspec URLs (s3://bucket/ds, gs://…, http(s):// to read). Credentials
+and endpoint come from the environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, …) or from
+`-o KEY=VALUE` storage options (repeatable; VALUE parsed as JSON when it can be, e.g.
+`-o endpoint_url=http://127.0.0.1:9000 -o anon=true`).
+
 Exit status: 0 on success, 1 on a known error (one line on stderr), 2 on bad usage.
 """
 
@@ -16,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
+import posixpath
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +33,7 @@ from seta_stream.errors import SeTaStreamError
 from seta_stream.shards import (
     ConvertOptions,
     Dataset,
+    Manifest,
     convert,
     index_tars,
     merge,
@@ -49,6 +57,20 @@ def _part(text: str) -> tuple[int, int]:
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"not a part: {text!r} (use I/N, e.g. 0/8)") from e
     return i, n
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"not a storage option: {text!r} (use KEY=VALUE)")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,11 +111,22 @@ def _parser() -> argparse.ArgumentParser:
         ("info", "samples, shards, bytes, fields, label counts"),
     ):
         sub.add_parser(name, help=text).add_argument("dir")
+    for command in sub.choices.values():
+        command.add_argument(
+            "-o",
+            "--storage-option",
+            type=_option,
+            action="append",
+            default=[],
+            dest="storage_options",
+            metavar="KEY=VALUE",
+            help="fsspec storage option for URLs (repeatable)",
+        )
     return p
 
 
-def _info(root: str) -> None:
-    ds = Dataset.open(root)
+def _info(root: str, storage_options: dict[str, object]) -> None:
+    ds = Dataset.open(root, storage_options=storage_options)
     m = ds.manifest
     print(f"dataset       {root}")
     print(
@@ -116,8 +149,23 @@ def _info(root: str) -> None:
     print(f"fingerprint   {m.fingerprint}")
 
 
+def _index(paths: list[str], checksum: bool, so: dict[str, object]) -> tuple[str, Manifest]:
+    """Index a folder (or URL) of tars, or named tar files in one folder."""
+    remote = _is_url(paths[0])
+    if len(paths) == 1 and ((remote and not paths[0].endswith(".tar")) or os.path.isdir(paths[0])):
+        return paths[0], index_tars(paths[0], checksum=checksum, storage_options=so)
+    split = posixpath.split if remote else lambda p: os.path.split(os.path.abspath(p))
+    dirs = {split(p)[0] for p in paths}
+    if len(dirs) != 1:
+        raise SeTaStreamError(f"tar files must share one folder, got {sorted(dirs)}")
+    root = dirs.pop()
+    names = [split(p)[1] for p in paths]
+    return root, index_tars(root, names, checksum=checksum, storage_options=so)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    so = dict(args.storage_options)
     try:
         if args.cmd == "convert":
             opts = ConvertOptions(
@@ -135,28 +183,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.src,
                 layout=args.layout,
                 label=args.label,
+                storage_options=so,
                 **({"key_column": args.key_column} if args.key_column else {}),
                 **({"path_columns": args.path_columns} if args.path_columns else {}),
             )
-            m = convert(src, args.dst, opts)
+            m = convert(src, args.dst, opts, storage_options=so)
             print(
                 f"wrote {m.num_samples:,} samples in {len(m.shards)} shards "
                 f"({m.total_bytes:,} bytes) to {args.dst}"
             )
         elif args.cmd == "index":
-            paths = args.paths
-            if len(paths) == 1 and os.path.isdir(paths[0]):
-                m = index_tars(paths[0], checksum=args.checksum)
-                root = paths[0]
-            else:
-                dirs = {os.path.dirname(os.path.abspath(p)) for p in paths}
-                if len(dirs) != 1:
-                    raise SeTaStreamError(f"tar files must share one folder, got {sorted(dirs)}")
-                root = dirs.pop()
-                m = index_tars(root, [os.path.basename(p) for p in paths], checksum=args.checksum)
+            root, m = _index(args.paths, args.checksum, so)
             print(f"indexed {m.num_samples:,} samples in {len(m.shards)} shards under {root}")
         elif args.cmd == "verify":
-            problems = verify(args.dir)
+            problems = verify(args.dir, storage_options=so)
             for line in problems:
                 print(line)
             if problems:
@@ -164,10 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             print(f"ok: {args.dir}")
         elif args.cmd == "merge":
-            m = merge(args.dir)
+            m = merge(args.dir, storage_options=so)
             print(f"merged {m.num_samples:,} samples in {len(m.shards)} shards under {args.dir}")
         else:
-            _info(args.dir)
+            _info(args.dir, so)
     except (SeTaStreamError, OSError) as e:
         print(f"shard.py {args.cmd}: error: {e}", file=sys.stderr)
         return 1

@@ -12,12 +12,16 @@
 Every file but the live columns is replaced atomically (temp file, fsync, `os.replace`), so a
 reader or a process killed at any moment sees the old file or the new one, never half of one.
 Temp files end in `.tmp`, so `*.parquet` globs never match them.
+
+A table at a URL (`s3://…`, `gs://…`) keeps this layout in a local folder (`mirror_dir`, or
+`local_dir=`) and uploads every file but `live/` and `lock` there (`seta_stream.losses.mirror`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -42,17 +46,33 @@ HISTOGRAM_DIR = "histogram"
 TMP_SUFFIX = ".tmp"
 
 
+def is_url(path: str | os.PathLike[str]) -> bool:
+    """True for an fsspec URL other than `file://` (those tables live at a local mirror)."""
+    text = os.fspath(path)
+    return "://" in text and not text.startswith("file://")
+
+
 def local_root(path: str | os.PathLike[str]) -> Path:
-    """The local directory of a table; remote URLs are refused with a message saying what works."""
+    """The local directory of a table given as a path or a `file://` URL."""
     text = os.fspath(path)
     if text.startswith("file://"):
         return Path(text[len("file://") :])
-    if "://" in text:
+    if is_url(text):
         raise LossTableError(
-            f"loss table path {text!r} is a remote URL; remote loss tables are not supported yet. "
-            "Keep the loss table on a local or shared file system path (shards may stay remote)."
+            f"loss table path {text!r} is a URL; open it with LossTable(url, local_dir=...) "
+            "(the live table stays local, snapshots and history are uploaded)"
         )
     return Path(text)
+
+
+def mirror_dir(url: str) -> Path:
+    """Where the live columns of the table at `url` are kept by default:
+    `$SETA_STREAM_CACHE/losses/<hash of url>` (default `~/.cache/seta_stream`)."""
+    base = os.environ.get("SETA_STREAM_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "seta_stream"
+    )
+    digest = hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    return Path(base) / "losses" / digest
 
 
 def epoch_file_name(epoch: int) -> str:
@@ -71,10 +91,19 @@ def check_version(found: object, where: Path | str) -> None:
 def read_meta(root: Path) -> dict[str, Any]:
     path = root / META_NAME
     try:
-        meta = json.loads(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise LossTableError(f"no loss table at {root} ({META_NAME} is missing)") from None
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        raise LossTableError(f"{path}: unreadable loss table metadata: {e}") from e
+    return parse_meta(data, path)
+
+
+def parse_meta(data: bytes, path: Path | str) -> dict[str, Any]:
+    """`table.json` from its bytes, its kind and version checked (`path` names it in errors)."""
+    try:
+        meta = json.loads(data)
+    except ValueError as e:
         raise LossTableError(f"{path}: unreadable loss table metadata: {e}") from e
     if not isinstance(meta, dict) or meta.get("kind") != TABLE_KIND:
         raise LossTableError(f"{path}: not a seta_stream loss table (kind is not {TABLE_KIND!r})")

@@ -2,12 +2,16 @@
 
 It takes no lock and starts no thread; it reads `table.json` and the latest snapshot
 (`losses.parquet`), which the writing process replaces atomically, so a read never sees half
-a file. Until the writer's first snapshot every loss reads as NaN (never seen).
+a file. Until the writer's first snapshot every loss reads as NaN (never seen). A URL table
+(`s3://…`) is read from the URL: each read downloads the uploaded `losses.parquet`.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -18,7 +22,7 @@ import pyarrow as pa
 from seta_stream.errors import LossTableError
 from seta_stream.losses import layout
 from seta_stream.losses.inputs import DatasetLike
-from seta_stream.losses.schema import file_metadata, read_checked
+from seta_stream.losses.schema import METADATA_KEY, file_metadata, read_checked
 
 
 def resolve_num_samples(
@@ -58,9 +62,26 @@ def check_dataset(root: Path, meta: dict[str, Any], dataset: DatasetLike | None)
 class ReadOnlyLossTable:
     """Scores and snapshots of a table another process writes."""
 
-    def __init__(self, path: str | os.PathLike[str], *, dataset: DatasetLike | None = None) -> None:
-        self.root = layout.local_root(path)
-        self._meta = layout.read_meta(self.root)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        dataset: DatasetLike | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._store = None
+        if layout.is_url(path):
+            from seta_stream.storage import Store
+
+            self._store = Store(os.fspath(path), storage_options)
+            self.root = Path(self._store.root)
+            meta_path = self._store.path(layout.META_NAME)
+            if not self._store.exists(layout.META_NAME):
+                raise LossTableError(f"no loss table at {path} ({layout.META_NAME} is missing)")
+            self._meta = layout.parse_meta(self._store.read_bytes(layout.META_NAME), meta_path)
+        else:
+            self.root = layout.local_root(path)
+            self._meta = layout.read_meta(self.root)
         resolve_num_samples(self.root, self._meta["num_samples"], None, dataset)
         check_dataset(self.root, self._meta, dataset)
 
@@ -78,6 +99,8 @@ class ReadOnlyLossTable:
 
     def read_snapshot(self, columns: list[str] | None = None) -> pa.Table | None:
         """The latest snapshot (None before the first one), its version and size checked."""
+        if self._store is not None:
+            return self._read_remote(columns)
         path = self.snapshot_path
         if not path.exists():
             return None
@@ -85,6 +108,22 @@ class ReadOnlyLossTable:
         if table.num_rows != self.num_samples:
             raise LossTableError(
                 f"{path} has {table.num_rows} rows, but the table has {self.num_samples} samples"
+            )
+        return table
+
+    def _read_remote(self, columns: list[str] | None) -> pa.Table | None:
+        store = self._store
+        assert store is not None
+        if not store.exists(layout.SNAPSHOT_NAME):
+            return None
+        with tempfile.TemporaryDirectory(prefix="seta_stream-") as tmp:
+            local = Path(tmp) / layout.SNAPSHOT_NAME
+            store.download(layout.SNAPSHOT_NAME, local)
+            table = read_checked(local, "snapshot", columns)
+        if table.num_rows != self.num_samples:
+            raise LossTableError(
+                f"{store.url}/{layout.SNAPSHOT_NAME} has {table.num_rows} rows, but the table "
+                f"has {self.num_samples} samples"
             )
         return table
 
@@ -97,6 +136,11 @@ class ReadOnlyLossTable:
 
     def snapshot_epoch(self) -> int | None:
         """The epoch the latest snapshot was taken in (None before the first one)."""
+        if self._store is not None:
+            table = self._read_remote(["sample_id"])
+            if table is None:
+                return None
+            return int(json.loads(table.schema.metadata[METADATA_KEY])["epoch"])
         path = self.snapshot_path
         return None if not path.exists() else int(file_metadata(path, "snapshot")["epoch"])
 

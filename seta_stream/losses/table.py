@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +31,7 @@ from seta_stream.losses.inputs import (
     check_shapes,
     first_nonfinite,
 )
+from seta_stream.losses.mirror import TableMirror, local_folder
 from seta_stream.losses.reader import ReadOnlyLossTable, check_dataset, resolve_num_samples
 from seta_stream.losses.schema import check_keys_file, file_metadata, keys_array
 from seta_stream.losses.writer import Batch, LossWriter
@@ -69,7 +71,9 @@ class LossTable:
     visit for that sample.
 
     Args:
-        path: the table directory (created if missing; `file://` URLs are accepted).
+        path: the table directory (created if missing; `file://` URLs are accepted), or an
+            fsspec URL (`s3://…`): the live table then stays in `local_dir` and its snapshots
+            and history are uploaded atomically (see `seta_stream.losses.mirror`).
         num_samples: N; needed to create a table without a dataset, checked when reopening.
         dataset: the dataset (`DatasetLike`); its fingerprint and keys are stored, and a table
             of another dataset is refused.
@@ -81,6 +85,8 @@ class LossTable:
         debug_hook: for tests; called on the writer thread with a point name ("apply:start",
             "apply:mid", "apply:end", "snapshot:partial", "snapshot:written",
             "history:partial", "history:written") so a test can slow, pause or fail it there.
+        storage_options: fsspec options (credentials, endpoint) for a URL `path`.
+        local_dir: the local folder of a URL table (default `layout.mirror_dir(path)`).
     """
 
     def __init__(
@@ -94,6 +100,8 @@ class LossTable:
         history_full_max: int = HISTORY_FULL_MAX,
         chunk_rows: int = 1 << 20,
         debug_hook: Hook | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        local_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.options = TableOptions(
             nonfinite=nonfinite,
@@ -101,12 +109,21 @@ class LossTable:
             history_full_max=history_full_max,
             chunk_rows=chunk_rows,
         )
-        self.root = layout.local_root(path)
+        self.mirror: TableMirror | None = None
+        if layout.is_url(path):
+            self.mirror = TableMirror(os.fspath(path), storage_options)
+            self.root = local_folder(os.fspath(path), local_dir)
+        else:
+            self.root = layout.local_root(path)
         self.root.mkdir(parents=True, exist_ok=True)
         self._hook = debug_hook  # tests: called on the writer thread at named points
         self._lock = layout.WriterLock(self.root)
         try:
+            if self.mirror is not None and not (self.root / layout.META_NAME).exists():
+                self.mirror.pull(self.root)  # a new machine: start from the uploaded table
             self._cols = self._open(num_samples, dataset)
+            if self.mirror is not None:
+                self.mirror.push_all(self.root)
         except BaseException:
             self._lock.release()
             raise
@@ -118,10 +135,14 @@ class LossTable:
 
     @classmethod
     def open_readonly(
-        cls, path: str | os.PathLike[str], *, dataset: DatasetLike | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        dataset: DatasetLike | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> ReadOnlyLossTable:
         """Open for reading snapshots only (other DDP ranks): no lock, no writer thread."""
-        return ReadOnlyLossTable(path, dataset=dataset)
+        return ReadOnlyLossTable(path, dataset=dataset, storage_options=storage_options)
 
     # -- opening -----------------------------------------------------------------------------
     def _open(self, num_samples: int | None, dataset: DatasetLike | None) -> LiveColumns:
@@ -161,6 +182,11 @@ class LossTable:
         self._meta["has_keys"] = True
         if (self.root / layout.META_NAME).exists():
             layout.write_meta(self.root, self._meta)
+
+    def _push(self, *names: str) -> None:
+        """Upload `names` and `table.json` to the table's URL (nothing for a local table)."""
+        if self.mirror is not None:
+            self.mirror.push(self.root, names)
 
     def _context(self) -> WriteContext:
         return WriteContext(
@@ -263,6 +289,7 @@ class LossTable:
             self._meta["epoch"] = int(epoch)
             self._meta["max_epoch"] = max(int(epoch), self._meta.get("max_epoch", 0))
             layout.write_meta(self.root, self._meta)
+        self._push()
 
     def record_selection(self, epoch: int, selection: SelectionLike) -> None:
         """Store the epoch's group/selected/weight columns and remember `selection.info`."""
@@ -286,6 +313,8 @@ class LossTable:
         with self._meta_lock:
             self._meta["epochs"][str(epoch)] = {"info": info, "ended": False}
             layout.write_meta(self.root, self._meta)
+        if self.mirror is not None:  # the snapshot carries the selection, for a resume elsewhere
+            self.snapshot()
 
     def end_epoch(self) -> None:
         """Write the current epoch's history and summary, then a snapshot. Idempotent per epoch."""
@@ -309,11 +338,20 @@ class LossTable:
         with self._meta_lock:
             self._meta["epochs"][str(epoch)] = {**entry, "ended": True}
             layout.write_meta(self.root, self._meta)
+        name = layout.epoch_file_name(epoch)
+        dirs = (layout.HISTORY_DIR, layout.SUMMARY_DIR, layout.HISTOGRAM_DIR)
+        self._push(*(f"{d}/{name}" for d in dirs), layout.SNAPSHOT_NAME)
 
     def snapshot(self) -> Path:
         """Write `losses.parquet` atomically (after applying everything queued); return its path."""
         ctx = self._context()
-        return self._writer.call(lambda: _write_snapshot(self._cols, ctx, epoch=self.epoch))
+        path = self._writer.call(lambda: _write_snapshot(self._cols, ctx, epoch=self.epoch))
+        self._push(layout.SNAPSHOT_NAME)
+        return path
+
+    def sync(self) -> None:
+        """Write a snapshot and upload it (URL tables), so another machine resumes from here."""
+        self.snapshot()
 
     def verify(self) -> None:
         """Check the live columns' values and every Parquet file's version; raise on a problem."""
@@ -363,6 +401,7 @@ class LossTable:
         try:
             if not self._writer.failed:
                 self._writer.call(self._final_snapshot)
+                self._push(layout.SNAPSHOT_NAME)
         finally:
             self._finalizer.detach()
             _finalize(self._writer, self._cols, self._lock)

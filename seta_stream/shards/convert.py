@@ -90,8 +90,7 @@ def _encode_chunk(args: tuple[Source, list[int], int | None]) -> list[Sample]:
     source, ids, level = args
     cctx = zstandard.ZstdCompressor(level=level) if level is not None else None
     out = []
-    for i in ids:
-        s = source.load(i)
+    for s in source.load_many(ids):
         check_key(s.key)
         exts = [e for e, _ in s.fields]
         if len(set(exts)) != len(exts):
@@ -186,8 +185,7 @@ def convert(
             if full:
                 close_shard()
             if writer is None:
-                tmp = store.tmp_name(f"{prefix}{len(shards):06d}.{ext}")
-                f = store.open(tmp, "wb")
+                f, tmp = store.create(f"{prefix}{len(shards):06d}.{ext}")
                 writer = TarWriter(f) if opts.format == "tar" else ArrowWriter(f, all_fields)
             off, length, members = writer.add(s.key, s.fields)
             pending.append((s, off, length, members))
@@ -197,8 +195,7 @@ def convert(
             close_shard()
     except BaseException:
         if f is not None and tmp is not None:  # an incomplete shard: leave nothing of it
-            f.close()
-            store.remove(tmp)
+            store.abort(f, tmp)
         raise
     finally:
         bar.close()

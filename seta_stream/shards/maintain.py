@@ -1,7 +1,9 @@
 """Datasets that exist already: index tar shards in place, merge parts, verify.
 
-`index_tars` reads tar headers only (member data too with `checksum=True`); `verify` reads
-everything and names every mismatch between manifest, index and shards.
+`index_tars` reads tar headers only (member data too with `checksum=True`): from an object
+store each header is one exact ranged request (`remote.RangeFile`), and several shards are
+scanned at once. `verify` reads everything and names every mismatch between manifest, index
+and shards.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import io
 import os
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -19,6 +22,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from seta_stream.errors import ManifestError, SeTaStreamError
+from seta_stream.remote import RangeFile
 from seta_stream.shards.convert import check_fields_consistent
 from seta_stream.shards.index import IndexBuilder, SampleIndex, read_index_table, write_index
 from seta_stream.shards.manifest import (
@@ -28,7 +32,7 @@ from seta_stream.shards.manifest import (
     read_manifest,
     write_manifest,
 )
-from seta_stream.shards.tarindex import scan_tar
+from seta_stream.shards.tarindex import TarScan, scan_tar
 from seta_stream.storage import Store
 
 _PART = re.compile(r"^dataset\.part-(\d{5})-of-(\d{5})\.json$")
@@ -43,6 +47,18 @@ def _finish(store: Store, table: pa.Table, manifest_kw: dict[str, Any]) -> Manif
     return manifest
 
 
+def scan_shard(store: Store, name: str, *, checksum: bool = False) -> TarScan:
+    """Index one tar shard of `store` by its headers (remote: one ranged request each)."""
+    if store.is_local:
+        with open(store.path(name), "rb") as f:
+            return scan_tar(f, name=store.path(name), size=os.fstat(f.fileno()).st_size,
+                            checksum=checksum)  # fmt: skip
+    url = store.url_of(store.path(name))
+    size = store.size(name)
+    with RangeFile(store.fs, store.path(name), size, store.remote, label=url) as f:
+        return scan_tar(f, name=url, size=size, checksum=checksum)
+
+
 def index_tars(
     root: str,
     names: Sequence[str] | None = None,
@@ -50,27 +66,37 @@ def index_tars(
     checksum: bool = False,
     progress: bool = True,
     storage_options: Mapping[str, Any] | None = None,
+    workers: int | None = None,
 ) -> Manifest:
-    """Write `index.parquet` and `dataset.json` beside existing WebDataset shards in `root`."""
+    """Write `index.parquet` and `dataset.json` beside existing WebDataset shards in `root`.
+
+    `workers`: shards scanned at once (default 1 locally, 16 from an object store, where
+    each header is a round trip).
+    """
     store = Store(root, storage_options)
     if names is None:
-        names = sorted(os.path.basename(p) for p in store.fs.glob(store.path("*.tar")))
+        names = store.glob("*.tar")
     if not names:
         raise SeTaStreamError(f"{root}: no .tar shards to index")
     builder = IndexBuilder()
     shards = []
     fields: set[str] = set()
-    for s, name in enumerate(tqdm(names, unit="shard", desc="index", disable=not progress)):
-        with store.open(name, "rb") as f:
-            scan = scan_tar(f, name=store.path(name), size=store.size(name), checksum=checksum)
-        for smp in scan.samples:
-            builder.add(
-                key=smp.key, shard=s, offset=smp.offset, length=smp.length, members=smp.members
+    n = workers or (1 if store.is_local else 16)
+    bar = tqdm(total=len(names), unit="shard", desc="index", disable=not progress)
+    with ThreadPoolExecutor(n, thread_name_prefix="seta_stream-index") as pool:
+        scans = pool.map(lambda name: scan_shard(store, name, checksum=checksum), names)
+        for s, (name, scan) in enumerate(zip(names, scans, strict=True)):
+            bar.update(1)
+            for smp in scan.samples:
+                builder.add(
+                    key=smp.key, shard=s, offset=smp.offset, length=smp.length, members=smp.members
+                )
+                fields.update(m[0] for m in smp.members)
+            info = ShardInfo(
+                name=name, bytes=scan.size, samples=len(scan.samples), sha256=scan.sha256
             )
-            fields.update(m[0] for m in smp.members)
-        shards.append(
-            ShardInfo(name=name, bytes=scan.size, samples=len(scan.samples), sha256=scan.sha256)
-        )
+            shards.append(info)
+    bar.close()
     kw: dict[str, Any] = {"format": "tar", "shards": tuple(shards), "fields": tuple(sorted(fields))}
     kw["extra"] = {"source": "tools/shard.py index"}
     return _finish(store, builder.table(), kw)
@@ -79,7 +105,7 @@ def index_tars(
 def merge(root: str, *, storage_options: Mapping[str, Any] | None = None) -> Manifest:
     """Join the part manifests and indexes written by `convert --part I/N` into one dataset."""
     store = Store(root, storage_options)
-    found = sorted(os.path.basename(p) for p in store.fs.glob(store.path("dataset.part-*.json")))
+    found = store.glob("dataset.part-*.json")
     parts = [(_PART.match(n), n) for n in found]
     counts = {int(m.group(2)) for m, _ in parts if m}
     if len(counts) != 1:

@@ -1,35 +1,49 @@
-"""Read single samples by byte range: the raw read under SeTaStream.
+"""Read samples by byte range: the raw read under SeTaStream.
 
 `Dataset.open(url)` loads `dataset.json` and `index.parquet`; `read_raw(i)` reads sample `i`'s
 bytes and nothing else: for tar one read of `[offset, offset + length)`, sliced into members
 without parsing; for Arrow one exact read per field value. Every read is checked against the
 index (length returned, the tar header in front of each member), so a stale or wrong index is
 an error that names shard, sample and offset, never a silently wrong sample.
+
+`iter_raw(ids)` reads many samples in order: locally one `os.pread` per sample; from an object
+store through `seta_stream.prefetch` (chunks of the order fetched ahead, neighbouring ranges
+coalesced, transient failures retried, an optional local cache of fetched ranges).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from seta_stream.errors import ManifestError, ShardFormatError
+from seta_stream.remote import Fetched, RemoteOptions
 from seta_stream.shards.decode import MAX_DECOMPRESSED, decode_fields, unzst
 from seta_stream.shards.index import SampleIndex, read_index_table
 from seta_stream.shards.manifest import Manifest, read_manifest
 from seta_stream.storage import Store
 
+if TYPE_CHECKING:
+    from seta_stream.cache import RangeCache
+
 
 @dataclass
 class ReadStats:
+    """What one process read. `bytes_read` counts response bodies (coalescing gaps and, with
+    `ignored_range="slice"`, whole files included); bytes served by the cache are not in it."""
+
     samples_read: int = 0
     bytes_read: int = 0
     samples_decoded: int = 0
     requests: int = 0
+    retries: int = 0
+    cache_hits: int = 0
 
 
 @dataclass
@@ -43,6 +57,8 @@ class Dataset:
     stats: ReadStats = field(default_factory=ReadStats)
     _checked: set[int] = field(default_factory=set)
     _index_dir: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _cache: RangeCache | None = None
 
     def share_index(self, folder: str) -> None:
         """Keep the index as memory-mapped files in `folder`: pickled copies of this dataset
@@ -54,20 +70,27 @@ class Dataset:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["stats"], state["_checked"] = ReadStats(), set()
+        state["_lock"], state["_cache"] = None, None
         if self._index_dir is not None:
             state["index"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._lock = threading.Lock()
         if self.index is None and self._index_dir is not None:
             self.index = SampleIndex.load(self._index_dir)
 
     @classmethod
     def open(
-        cls, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+        cls,
+        url: str | os.PathLike[str] | Store,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        remote: RemoteOptions | None = None,
     ) -> Dataset:
-        store = url if isinstance(url, Store) else Store(url, storage_options)
+        """Open a dataset folder or URL; `remote` tunes object-store reads (see RemoteOptions)."""
+        store = url if isinstance(url, Store) else Store(url, storage_options, remote=remote)
         manifest = read_manifest(store)
         name = manifest.index_name
         if not store.exists(name):
@@ -98,7 +121,8 @@ class Dataset:
     def close(self) -> None:
         self.store.close()
 
-    def _shard(self, s: int) -> str:
+    def shard_name(self, s: int) -> str:
+        """Shard `s`'s file name, its size checked against the manifest once per process."""
         info = self.manifest.shards[s]
         if s not in self._checked:  # one stat per shard: a replaced shard is caught at once
             size = self.store.size(info.name)
@@ -110,40 +134,96 @@ class Dataset:
             self._checked.add(s)
         return info.name
 
-    def read_raw(self, i: int) -> dict[str, Any]:
-        """Sample `i` as `{"__key__", "__index__", field: bytes}`, `.zst` fields decompressed."""
+    def spans_of(self, i: int) -> tuple[int, list[tuple[int, int]]]:
+        """Sample `i`'s shard and the byte ranges `[start, end)` that hold it."""
         idx = self.index
         if not 0 <= i < idx.num_samples:
             raise IndexError(f"sample id {i} out of range [0, {idx.num_samples})")
-        name = self._shard(int(idx.shard[i]))
-        fields, moff, msize = idx.members_of(i)
-        where = f"{self.store.path(name)} sample {i} ({idx.keys[i].as_py()!r})"
-        out: dict[str, Any] = {"__key__": idx.keys[i].as_py(), "__index__": i}
+        shard = int(idx.shard[i])
         if self.manifest.format == "tar":
-            start, length = int(idx.offset[i]), int(idx.length[i])
-            buf = self._read(name, start, length, where)
-            view = memoryview(buf)
+            start = int(idx.offset[i])
+            return shard, [(start, start + int(idx.length[i]))]
+        _, moff, msize = idx.members_of(i)
+        return shard, [(o, o + n) for o, n in zip(moff.tolist(), msize.tolist(), strict=True)]
+
+    def read_raw(self, i: int) -> dict[str, Any]:
+        """Sample `i` as `{"__key__", "__index__", field: bytes}`, `.zst` fields decompressed."""
+        shard, spans = self.spans_of(i)
+        name = self.shard_name(shard)
+        parts = [self._read(name, a, b - a, i) for a, b in spans]
+        self.stats.samples_read += 1
+        return self.assemble(i, parts)
+
+    def assemble(self, i: int, parts: list[bytes]) -> dict[str, Any]:
+        """Sample `i` from the bytes of its `spans_of(i)` ranges, checked against the index."""
+        idx = self.index
+        fields, moff, msize = idx.members_of(i)
+        key = idx.keys[i].as_py()
+        out: dict[str, Any] = {"__key__": key, "__index__": i}
+        if self.manifest.format == "tar":
+            start = int(idx.offset[i])
+            view = memoryview(parts[0])
             for f, o, n in zip(fields, moff.tolist(), msize.tolist(), strict=True):
                 rel = o - start
-                _check_header(view, rel, n, f, where=where, at=o)
+                if not _header_ok(view, rel, n):
+                    raise ShardFormatError(
+                        f"{self._where(i)}: no tar header for field {f!r} of {n} bytes in front "
+                        f"of offset {o}; the index does not match the shard (re-run "
+                        "tools/shard.py index)"
+                    )
                 out[f] = bytes(view[rel : rel + n])
         else:
-            for f, o, n in zip(fields, moff.tolist(), msize.tolist(), strict=True):
-                out[f] = self._read(name, o, n, where)
+            out.update(zip(fields, parts, strict=True))
         for f in fields:
             if f.endswith(".zst"):
-                g, data = unzst(f, out.pop(f), where=where, limit=self.max_decompressed)
+                g, data = unzst(f, out.pop(f), where=self._where(i), limit=self.max_decompressed)
                 out[g] = data
-        self.stats.samples_read += 1
         return out
 
-    def _read(self, name: str, start: int, length: int, where: str) -> bytes:
+    def _where(self, i: int) -> str:
+        """Sample `i` as error messages name it: shard path, id and key."""
+        name = self.manifest.shards[int(self.index.shard[i])].name
+        return f"{self.store.path(name)} sample {i} ({self.index.keys[i].as_py()!r})"
+
+    def iter_raw(self, ids: np.ndarray) -> Iterator[dict[str, Any]]:
+        """Raw samples `ids` in that order (remote: fetched ahead). Close it when done early."""
+        if self.store.is_local:
+            return (self.read_raw(i) for i in np.asarray(ids).tolist())
+        from seta_stream.prefetch import Prefetcher
+
+        return Prefetcher(self, ids)
+
+    def cache(self) -> RangeCache | None:
+        """This process's cache of fetched ranges (RemoteOptions.cache_dir), or None."""
+        opts = self.store.remote
+        if opts.cache_dir is None or self.store.is_local:
+            return None
+        with self._lock:
+            if self._cache is None:
+                from seta_stream.cache import RangeCache
+
+                self._cache = RangeCache(
+                    opts.cache_dir, max_bytes=opts.cache_bytes, fingerprint=self.fingerprint
+                )
+            return self._cache
+
+    def count_fetch(self, got: Fetched, *, samples: int, cached: int) -> None:
+        """Add one prefetched chunk's figures to `stats` (called from fetch threads)."""
+        with self._lock:
+            st = self.stats
+            st.samples_read += samples
+            st.bytes_read += got.bytes_received
+            st.requests += got.requests
+            st.retries += got.retried
+            st.cache_hits += cached
+
+    def _read(self, name: str, start: int, length: int, i: int) -> bytes:
         data = self.store.read_range(name, start, length)
         self.stats.requests += 1
         self.stats.bytes_read += len(data)
         if len(data) != length:
             raise ShardFormatError(
-                f"{where}: asked for {length} bytes at offset {start}, got {len(data)} "
+                f"{self._where(i)}: asked for {length} bytes at offset {start}, got {len(data)} "
                 "(shard truncated or index stale)"
             )
         return data
@@ -156,20 +236,14 @@ class Dataset:
         return decode_fields(raw, where=f"sample {i}", allow_pickle=allow_pickle)
 
 
-def _check_header(
-    view: memoryview, rel: int, size: int, field: str, *, where: str, at: int
-) -> None:
+def _header_ok(view: memoryview, rel: int, size: int) -> bool:
     """The 512 bytes before a member's data must be its ustar header (magic and size)."""
     hdr = view[rel - 512 : rel] if rel >= 512 else None
     ok = hdr is not None and bytes(hdr[257:262]) == b"ustar"
     if ok and hdr is not None and not hdr[124] & 0x80:  # base-256 sizes (> 8 GiB): skip
         raw = bytes(hdr[124:136]).rstrip(b"\x00 ")
         ok = raw != b"" and int(raw, 8) == size
-    if not ok:
-        raise ShardFormatError(
-            f"{where}: no tar header for field {field!r} of {size} bytes in front of offset {at}; "
-            "the index does not match the shard (re-run tools/shard.py index)"
-        )
+    return ok
 
 
 class SampleReader:
@@ -198,8 +272,19 @@ class SampleReader:
         return len(self.sample_ids)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for i in self.sample_ids.tolist():
-            yield self.dataset.read(i, decode=self.decode, allow_pickle=self.allow_pickle)
+        raws = self.dataset.iter_raw(self.sample_ids)
+        try:
+            for raw in raws:
+                if not self.decode:
+                    yield raw
+                    continue
+                self.dataset.stats.samples_decoded += 1
+                where = f"sample {raw['__index__']}"
+                yield decode_fields(raw, where=where, allow_pickle=self.allow_pickle)
+        finally:
+            close = getattr(raws, "close", None)
+            if close is not None:
+                close()
 
 
 def read_samples(
@@ -209,6 +294,7 @@ def read_samples(
     decode: bool = False,
     allow_pickle: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    remote: RemoteOptions | None = None,
 ) -> SampleReader:
     """Yield the given samples in the order given, reading only their byte ranges.
 
@@ -218,6 +304,6 @@ def read_samples(
     ds = (
         path_or_url
         if isinstance(path_or_url, Dataset)
-        else Dataset.open(path_or_url, storage_options=storage_options)
+        else Dataset.open(path_or_url, storage_options=storage_options, remote=remote)
     )
     return SampleReader(ds, sample_ids, decode=decode, allow_pickle=allow_pickle)

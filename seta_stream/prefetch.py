@@ -1,0 +1,144 @@
+"""Remote reading ahead: a worker's read order in chunks, each fetched with coalesced ranges.
+
+`Prefetcher(dataset, ids)` yields `dataset`'s raw samples `ids` in that order. It cuts the
+order into chunks (`RemoteOptions.chunk_samples` / `chunk_bytes`), and keeps `prefetch`
+chunks in flight on `seta_stream-fetch` threads: a chunk's sample ranges, minus those in the
+local cache, are grouped by shard, merged when their gap is at most `gap` bytes, and fetched
+concurrently (`Store.read_spans`: exact ranges, retried). The consumer takes chunks in order,
+so a slow request delays only its own chunk's turn, and memory holds at most `prefetch`
+chunks. `close()` (also at exhaustion, or when the generator that uses it closes) cancels
+what was not started, waits for the running fetches and joins the threads.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from seta_stream.remote import Span, coalesce
+
+if TYPE_CHECKING:
+    from seta_stream.shards.reader import Dataset
+
+THREAD_PREFIX = "seta_stream-fetch"
+
+
+def chunk_bounds(lengths: np.ndarray, *, max_samples: int, max_bytes: int) -> list[int]:
+    """Start positions of the chunks (plus the end): <= max_samples samples and <= max_bytes
+    bytes each (a single sample larger than max_bytes is a chunk of its own)."""
+    bounds = [0]
+    n = len(lengths)
+    start = 0
+    total = 0
+    for k, size in enumerate(lengths.tolist()):
+        if k > start and (k - start >= max_samples or total + size > max_bytes):
+            bounds.append(k)
+            start, total = k, 0
+        total += size
+    if n:
+        bounds.append(n)
+    return bounds
+
+
+def fetch_chunk(dataset: Dataset, ids: list[int]) -> list[dict[str, Any]]:
+    """The raw samples `ids` of `dataset`, in that order, read with coalesced ranged requests."""
+    store, opts, cache = dataset.store, dataset.store.remote, dataset.cache()
+    spans: list[tuple[int, int, int]] = []  # (shard, start, end) of every sample's ranges
+    owner: list[int] = [0]  # sample k's ranges are spans[owner[k]:owner[k + 1]]
+    for i in ids:
+        shard, ranges = dataset.spans_of(i)
+        spans += [(shard, a, b) for a, b in ranges]
+        owner.append(len(spans))
+    names = {s: dataset.shard_name(s) for s in {s for s, _, _ in spans}}
+    parts: list[bytes | None] = [None] * len(spans)
+    if cache is not None:
+        parts = [cache.get(s, a, b) for s, a, b in spans]
+    todo = [k for k, p in enumerate(parts) if p is None]
+    requests = coalesce(
+        [Span(names[spans[k][0]], spans[k][1], spans[k][2]) for k in todo],
+        gap=opts.gap,
+        max_request=opts.max_request,
+        max_waste=opts.max_waste,
+    )
+    sizes = {names[s]: dataset.manifest.shards[s].bytes for s in names}
+    got = store.read_spans([r.span for r in requests], sizes=sizes)
+    for req, body in zip(requests, got.data, strict=True):
+        for j in req.parts:
+            k = todo[j]
+            _, a, b = spans[k]
+            piece = body[a - req.span.start : b - req.span.start]
+            parts[k] = piece
+            if cache is not None:
+                cache.put(*spans[k], piece)
+    out = [
+        dataset.assemble(i, parts[owner[k] : owner[k + 1]])  # type: ignore[arg-type]
+        for k, i in enumerate(ids)
+    ]
+    dataset.count_fetch(got, samples=len(ids), cached=len(spans) - len(todo))
+    return out
+
+
+class Prefetcher(Iterator[dict[str, Any]]):
+    """Raw samples `ids` of a remote `dataset`, in order, fetched ahead in chunks."""
+
+    def __init__(self, dataset: Dataset, ids: np.ndarray) -> None:
+        opts = dataset.store.remote
+        ids = np.asarray(ids, dtype=np.int64)
+        lengths = dataset.index.length[ids] if len(ids) else np.zeros(0, np.int64)
+        bounds = chunk_bounds(lengths, max_samples=opts.chunk_samples, max_bytes=opts.chunk_bytes)
+        self._chunks = [ids[a:b].tolist() for a, b in itertools.pairwise(bounds)]
+        self._dataset = dataset
+        self._next = 0
+        self._ahead = opts.prefetch
+        self._pending: collections.deque[Future[list[dict[str, Any]]]] = collections.deque()
+        self._pool: ThreadPoolExecutor | None = None
+        self._current: list[Any] = []
+        self._pos = 0
+
+    def _submit(self) -> None:
+        while len(self._pending) < self._ahead and self._next < len(self._chunks):
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._ahead, thread_name_prefix=THREAD_PREFIX)
+            chunk = self._chunks[self._next]
+            self._chunks[self._next] = []
+            self._next += 1
+            self._pending.append(self._pool.submit(fetch_chunk, self._dataset, chunk))
+
+    def __next__(self) -> dict[str, Any]:
+        if self._pos == len(self._current):
+            self._submit()
+            if not self._pending:
+                self.close()
+                raise StopIteration
+            fut = self._pending.popleft()
+            try:
+                self._current, self._pos = fut.result(), 0
+            except BaseException:
+                self.close()
+                raise
+            self._submit()
+        item = self._current[self._pos]
+        self._current[self._pos] = None  # the consumer owns it now
+        self._pos += 1
+        return item
+
+    def close(self) -> None:
+        """Stop fetching ahead: cancel queued chunks, wait for running ones, join the threads."""
+        pool, self._pool = self._pool, None
+        self._next = len(self._chunks)
+        for fut in self._pending:
+            fut.cancel()
+        self._pending.clear()
+        self._current, self._pos = [], 0
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to join
+            self.close()
