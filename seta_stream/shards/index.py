@@ -211,11 +211,11 @@ class SampleIndex:
         """Bytes of the members of the given samples (what an exact reader must read)."""
         ids = np.asarray(ids, dtype=np.int64)
         counts = self.mstart[ids + 1] - self.mstart[ids]
-        rows = np.repeat(self.mstart[ids], counts) + _ranges(counts)
+        rows = np.repeat(self.mstart[ids], counts) + concat_aranges(counts)
         return int(self.msize[rows].sum())
 
 
-def _ranges(counts: np.ndarray) -> np.ndarray:
+def concat_aranges(counts: np.ndarray) -> np.ndarray:
     """Concatenated aranges: counts [2, 3] -> [0, 1, 0, 1, 2]."""
     c = counts[counts > 0]
     if c.size == 0:

@@ -25,7 +25,7 @@ import pyarrow as pa
 from seta_stream.errors import ManifestError, ShardFormatError
 from seta_stream.remote import Fetched, RemoteOptions
 from seta_stream.shards.decode import MAX_DECOMPRESSED, decode_fields, unzst
-from seta_stream.shards.index import SampleIndex, read_index_table
+from seta_stream.shards.index import SampleIndex, concat_aranges, read_index_table
 from seta_stream.shards.manifest import Manifest, read_manifest
 from seta_stream.storage import Store
 
@@ -166,19 +166,11 @@ class Dataset:
             for f, o, n in zip(fields, moff.tolist(), msize.tolist(), strict=True):
                 rel = o - start
                 if not _header_ok(view, rel, n):
-                    raise ShardFormatError(
-                        f"{self._where(i)}: no tar header for field {f!r} of {n} bytes in front "
-                        f"of offset {o}; the index does not match the shard (re-run "
-                        "tools/shard.py index)"
-                    )
+                    self._bad_header(i, f, n, o)
                 out[f] = bytes(view[rel : rel + n])
         else:
             out.update(zip(fields, parts, strict=True))
-        for f in fields:
-            if f.endswith(".zst"):
-                g, data = unzst(f, out.pop(f), where=self._where(i), limit=self.max_decompressed)
-                out[g] = data
-        return out
+        return self._unzst(i, out)
 
     def _where(self, i: int) -> str:
         """Sample `i` as error messages name it: shard path, id and key."""
@@ -187,11 +179,61 @@ class Dataset:
 
     def iter_raw(self, ids: np.ndarray) -> Iterator[dict[str, Any]]:
         """Raw samples `ids` in that order (remote: fetched ahead). Close it when done early."""
+        if self.store.is_local and self.manifest.format == "tar":
+            return self._iter_local_tar(np.asarray(ids, dtype=np.int64))
         if self.store.is_local:
             return (self.read_raw(i) for i in np.asarray(ids).tolist())
         from seta_stream.prefetch import Prefetcher
 
         return Prefetcher(self, ids)
+
+    def _iter_local_tar(self, ids: np.ndarray, chunk: int = 256) -> Iterator[dict[str, Any]]:
+        """`read_raw` for many local tar samples: the index is gathered a chunk at a time with
+        numpy (no per-sample look-ups), then one `pread` and one header check per member."""
+        idx, n, st = self.index, self.index.num_samples, self.stats
+        names = self.index.field_names
+        for a in range(0, len(ids), chunk):
+            part = ids[a : a + chunk]
+            if len(part) and (int(part.min()) < 0 or int(part.max()) >= n):
+                bad = int(part[(part < 0) | (part >= n)][0])
+                raise IndexError(f"sample id {bad} out of range [0, {n})")
+            starts, counts = idx.mstart[part], idx.mstart[part + 1] - idx.mstart[part]
+            rows = np.repeat(starts, counts) + concat_aranges(counts)
+            mfield, moff = idx.mfield[rows].tolist(), idx.moffset[rows].tolist()
+            msize = idx.msize[rows].tolist()
+            keys = idx.keys.take(pa.array(part)).to_pylist()
+            shards, offs = idx.shard[part].tolist(), idx.offset[part].tolist()
+            lens, cnts = idx.length[part].tolist(), counts.tolist()
+            m = 0
+            for j, i in enumerate(part.tolist()):
+                start, length = offs[j], lens[j]
+                buf = self._read(self.shard_name(shards[j]), start, length, i)
+                view = memoryview(buf)
+                out: dict[str, Any] = {"__key__": keys[j], "__index__": i}
+                zst = False
+                for k in range(m, m + cnts[j]):
+                    f, rel, size = names[mfield[k]], moff[k] - start, msize[k]
+                    if not _header_ok(view, rel, size):
+                        self._bad_header(i, f, size, moff[k])
+                    out[f] = bytes(view[rel : rel + size])
+                    zst = zst or f.endswith(".zst")
+                m += cnts[j]
+                if zst:
+                    out = self._unzst(i, out)
+                st.samples_read += 1
+                yield out
+
+    def _bad_header(self, i: int, field: str, size: int, at: int) -> None:
+        raise ShardFormatError(
+            f"{self._where(i)}: no tar header for field {field!r} of {size} bytes in front "
+            f"of offset {at}; the index does not match the shard (re-run tools/shard.py index)"
+        )
+
+    def _unzst(self, i: int, out: dict[str, Any]) -> dict[str, Any]:
+        for f in [f for f in out if f.endswith(".zst")]:
+            g, data = unzst(f, out.pop(f), where=self._where(i), limit=self.max_decompressed)
+            out[g] = data
+        return out
 
     def cache(self) -> RangeCache | None:
         """This process's cache of fetched ranges (RemoteOptions.cache_dir), or None."""

@@ -81,3 +81,12 @@ def test_dataset_pickles_without_fds(big: Path) -> None:
     ds.read_raw(1)
     clone = pickle.loads(pickle.dumps(ds))
     assert clone.read_raw(1) == ds.read_raw(1)
+
+
+def test_batched_local_path_equals_per_sample_reads(big: Path) -> None:
+    ds = Dataset.open(big)
+    ids = np.random.default_rng(2).integers(0, ds.num_samples, 700)  # repeats, > 2 chunks
+    batched = list(ds.iter_raw(ids))
+    assert batched == [ds.read_raw(i) for i in ids.tolist()]
+    with pytest.raises(IndexError, match="sample id -1 out of range"):
+        list(ds.iter_raw(np.array([0, -1])))
