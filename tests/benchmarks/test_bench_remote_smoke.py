@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_remote.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_remote", _SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
-
 
 @pytest.mark.remote
-def test_smoke_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_smoke_run_writes_json(script, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "remote.json"
-    assert _load().main(["--smoke", "--out", str(out), "--workdir", str(tmp_path)]) == 0
+    assert (
+        script("benchmarks/bench_remote.py").main(
+            ["--smoke", "--out", str(out), "--workdir", str(tmp_path)]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     rows = {(r["reader"], r["keep"]): r for r in data["rows"]}
     assert set(rows) == {(r, k) for r in ("SeTaStream", "webdataset.WebDataset") for k in (1, 0.3)}
