@@ -159,17 +159,25 @@ class Dataset:
         idx = self.index
         fields, moff, msize = idx.members_of(i)
         key = idx.keys[i].as_py()
-        out: dict[str, Any] = {"__key__": key, "__index__": i}
         if self.manifest.format == "tar":
-            start = int(idx.offset[i])
-            view = memoryview(parts[0])
-            for f, o, n in zip(fields, moff.tolist(), msize.tolist(), strict=True):
-                rel = o - start
-                if not _header_ok(view, rel, n):
-                    self._bad_header(i, f, n, o)
-                out[f] = bytes(view[rel : rel + n])
-        else:
-            out.update(zip(fields, parts, strict=True))
+            members = zip(fields, moff.tolist(), msize.tolist(), strict=True)
+            return self._tar_sample(i, key, parts[0], int(idx.offset[i]), members)
+        out: dict[str, Any] = {"__key__": key, "__index__": i}
+        out.update(zip(fields, parts, strict=True))
+        return self._unzst(i, out)
+
+    def _tar_sample(
+        self, i: int, key: str, buf: bytes, start: int, members: Iterable[tuple[str, int, int]]
+    ) -> dict[str, Any]:
+        """Slice a tar sample's bytes (read from `start`) into its fields, each checked against
+        the tar header in front of it; `.zst` fields decompressed."""
+        view = memoryview(buf)
+        out: dict[str, Any] = {"__key__": key, "__index__": i}
+        for f, o, n in members:
+            rel = o - start
+            if not _header_ok(view, rel, n):
+                self._bad_header(i, f, n, o)
+            out[f] = bytes(view[rel : rel + n])
         return self._unzst(i, out)
 
     def _where(self, i: int) -> str:
@@ -206,22 +214,14 @@ class Dataset:
             lens, cnts = idx.length[part].tolist(), counts.tolist()
             m = 0
             for j, i in enumerate(part.tolist()):
-                start, length = offs[j], lens[j]
-                buf = self._read(self.shard_name(shards[j]), start, length, i)
-                view = memoryview(buf)
-                out: dict[str, Any] = {"__key__": keys[j], "__index__": i}
-                zst = False
-                for k in range(m, m + cnts[j]):
-                    f, rel, size = names[mfield[k]], moff[k] - start, msize[k]
-                    if not _header_ok(view, rel, size):
-                        self._bad_header(i, f, size, moff[k])
-                    out[f] = bytes(view[rel : rel + size])
-                    zst = zst or f.endswith(".zst")
+                start = offs[j]
+                buf = self._read(self.shard_name(shards[j]), start, lens[j], i)
+                ks = range(m, m + cnts[j])
                 m += cnts[j]
-                if zst:
-                    out = self._unzst(i, out)
+                members = [(names[mfield[k]], moff[k], msize[k]) for k in ks]
+                sample = self._tar_sample(i, keys[j], buf, start, members)
                 st.samples_read += 1
-                yield out
+                yield sample
 
     def _bad_header(self, i: int, field: str, size: int, at: int) -> None:
         raise ShardFormatError(
@@ -230,7 +230,7 @@ class Dataset:
         )
 
     def _unzst(self, i: int, out: dict[str, Any]) -> dict[str, Any]:
-        for f in [f for f in out if f.endswith(".zst")]:
+        for f in [f for f in out if f[-4:] == ".zst"]:
             g, data = unzst(f, out.pop(f), where=self._where(i), limit=self.max_decompressed)
             out[g] = data
         return out
