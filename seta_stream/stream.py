@@ -34,8 +34,16 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from seta_stream import distributed as ddp
 from seta_stream import resume
-from seta_stream.errors import SeTaStreamError
+from seta_stream.errors import LossTableError, SeTaStreamError
 from seta_stream.losses import LossTable
+from seta_stream.losses.inputs import (
+    all_finite,
+    as_ids,
+    as_losses,
+    check_range,
+    check_shapes,
+    first_nonfinite,
+)
 from seta_stream.plan import (
     Stage,
     World,
@@ -233,11 +241,12 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         if self.table is not None:
             self.table.update(ids, losses)
             return
-        from seta_stream.losses.inputs import as_ids, as_losses, check_range, check_shapes
-
+        # another rank: buffered until the next gather, so check here what rank 0's table would
         i, v = as_ids(ids), as_losses(losses)
         check_shapes(i, v)
         check_range(i, self.dataset.num_samples)
+        if not all_finite(v):
+            raise LossTableError(f"non-finite {first_nonfinite(i, v)}; nothing of it was queued")
         self._pending[0].append(i)
         self._pending[1].append(v)
 

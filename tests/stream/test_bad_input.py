@@ -59,3 +59,19 @@ def test_loss_table_of_another_dataset(shards: Path, tmp_path: Path) -> None:
         s.set_epoch(0)
     with pytest.raises(LossTableError, match="belongs to another dataset"):
         SeTaStream(tmp_path / "other", policy=POLICY, losses=tmp_path / "l")
+
+
+def test_other_ranks_refuse_bad_losses_at_the_caller(tmp_path: Path, shards: Path) -> None:
+    from seta_stream.errors import LossTableError
+    from seta_stream.policies import SeTa
+    from seta_stream.stream import SeTaStream
+
+    with SeTaStream(shards, policy=SeTa(epochs=3), losses=tmp_path / "l") as s:
+        table, s.table = s.table, None  # what a rank other than 0 holds: no table, a buffer
+        try:
+            with pytest.raises(LossTableError, match="non-finite"):
+                s.update(torch.tensor([1, 2]), torch.tensor([0.5, float("nan")]))
+            s.update(torch.tensor([1, 2]), torch.tensor([0.5, 0.25]))
+            assert [len(p) for p in s._pending] == [1, 1]  # only the good batch is buffered
+        finally:
+            s.table = table
