@@ -173,12 +173,14 @@ class Dataset:
         the tar header in front of it; `.zst` fields decompressed."""
         view = memoryview(buf)
         out: dict[str, Any] = {"__key__": key, "__index__": i}
+        zst = False
         for f, o, n in members:
             rel = o - start
             if not _header_ok(view, rel, n):
                 self._bad_header(i, f, n, o)
             out[f] = bytes(view[rel : rel + n])
-        return self._unzst(i, out)
+            zst = zst or f[-4:] == ".zst"
+        return self._unzst(i, out) if zst else out
 
     def _where(self, i: int) -> str:
         """Sample `i` as error messages name it: shard path, id and key."""
