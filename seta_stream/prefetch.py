@@ -17,11 +17,13 @@ import contextlib
 import itertools
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from seta_stream.remote import Span, coalesce
+from seta_stream.shards.tarread import guard
 
 if TYPE_CHECKING:
     from seta_stream.shards.reader import Dataset
@@ -46,7 +48,7 @@ def chunk_bounds(lengths: np.ndarray, *, max_samples: int, max_bytes: int) -> li
     return bounds
 
 
-def fetch_chunk(dataset: Dataset, ids: list[int]) -> list[dict[str, Any]]:
+def fetch_chunk(dataset: Dataset, ids: list[int], skip_errors: bool = False) -> list[Any]:
     """The raw samples `ids` of `dataset`, in that order, read with coalesced ranged requests."""
     store, opts, cache = dataset.store, dataset.store.remote, dataset.cache()
     spans: list[tuple[int, int, int]] = []  # (shard, start, end) of every sample's ranges
@@ -77,26 +79,27 @@ def fetch_chunk(dataset: Dataset, ids: list[int]) -> list[dict[str, Any]]:
             if cache is not None:
                 cache.put(*spans[k], piece)
     out = [
-        dataset.assemble(i, parts[owner[k] : owner[k + 1]])  # type: ignore[arg-type]
+        guard(partial(dataset.assemble, i, parts[owner[k] : owner[k + 1]]), skip_errors)  # type: ignore[arg-type]
         for k, i in enumerate(ids)
     ]
     dataset.count_fetch(got, samples=len(ids), cached=len(spans) - len(todo))
     return out
 
 
-class Prefetcher(Iterator[dict[str, Any]]):
+class Prefetcher(Iterator[Any]):
     """Raw samples `ids` of a remote `dataset`, in order, fetched ahead in chunks."""
 
-    def __init__(self, dataset: Dataset, ids: np.ndarray) -> None:
+    def __init__(self, dataset: Dataset, ids: np.ndarray, *, skip_errors: bool = False) -> None:
         opts = dataset.store.remote
         ids = np.asarray(ids, dtype=np.int64)
         lengths = dataset.index.length[ids] if len(ids) else np.zeros(0, np.int64)
         bounds = chunk_bounds(lengths, max_samples=opts.chunk_samples, max_bytes=opts.chunk_bytes)
         self._chunks = [ids[a:b].tolist() for a, b in itertools.pairwise(bounds)]
         self._dataset = dataset
+        self._skip = skip_errors
         self._next = 0
         self._ahead = opts.prefetch
-        self._pending: collections.deque[Future[list[dict[str, Any]]]] = collections.deque()
+        self._pending: collections.deque[Future[list[Any]]] = collections.deque()
         self._pool: ThreadPoolExecutor | None = None
         self._current: list[Any] = []
         self._pos = 0
@@ -108,9 +111,9 @@ class Prefetcher(Iterator[dict[str, Any]]):
             chunk = self._chunks[self._next]
             self._chunks[self._next] = []
             self._next += 1
-            self._pending.append(self._pool.submit(fetch_chunk, self._dataset, chunk))
+            self._pending.append(self._pool.submit(fetch_chunk, self._dataset, chunk, self._skip))
 
-    def __next__(self) -> dict[str, Any]:
+    def __next__(self) -> Any:
         if self._pos == len(self._current):
             self._submit()
             if not self._pending:

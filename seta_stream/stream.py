@@ -54,7 +54,7 @@ from seta_stream.plan import (
     worker_part,
 )
 from seta_stream.policies import Full, Policy
-from seta_stream.reading import Decode, make_item, read_part
+from seta_stream.reading import Decode, OnError, make_item, read_part
 from seta_stream.remote import RemoteOptions
 from seta_stream.shards.reader import Dataset
 from seta_stream.workdir import ITERS, Plan, WorkDir
@@ -65,6 +65,11 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
 
     Items are dicts of decoded fields plus `__key__`, `__index__` (int64 sample id) and
     `__weight__` (float32, the policy's loss weight). Call `set_epoch(e)` before iterating.
+
+    `on_error="skip"`: a sample that cannot be read or decoded (truncated shard, header that
+    does not match the index, corrupt member) is logged on the `seta_stream` logger, counted
+    in `stats()["samples_skipped"]` and left out; the rest of the epoch is unaffected.
+    The default, `"raise"`, stops at the first such sample with an error naming it.
     """
 
     def __init__(
@@ -83,8 +88,12 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         storage_options: Mapping[str, Any] | None = None,
         remote: RemoteOptions | None = None,
         workdir: str | None = None,
+        on_error: OnError = "raise",
     ):
         super().__init__()
+        if on_error not in ("raise", "skip"):
+            raise SeTaStreamError(f"on_error={on_error!r}: use 'raise' (default) or 'skip'")
+        self.on_error = on_error
         if losses is None and not isinstance(policy, Full):
             raise SeTaStreamError(f"policy {policy.name} needs a loss table: pass losses=PATH")
         self.policy, self.seed, self.shuffle = policy, seed, shuffle
@@ -222,15 +231,17 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         return r.stages
 
     def _read(self, ids: np.ndarray, weights: Any, todo: np.ndarray, slot: int) -> Iterator[dict]:
-        build = partial(
-            make_item, decode=self.decode, transform=self.transform, allow_pickle=self.allow_pickle
-        )
+        build = None  # raw samples are items as they are
+        if self.decode is not None or self.transform is not None:
+            build = partial(make_item, decode=self.decode, transform=self.transform,
+                            allow_pickle=self.allow_pickle)  # fmt: skip
         counters, decodes = self._work.counters(), self.decode is not None
         items = read_part(self.dataset, ids, weights, todo, decodes=decodes, counters=counters,
-                          slot=slot, make_item=build)  # fmt: skip
+                          slot=slot, make_item=build, on_error=self.on_error)  # fmt: skip
         for item in items:
             self._yielded_here += 1  # before the yield: a state taken now includes this item
-            yield item
+            if item is not None:  # None: a sample skipped (on_error="skip"), position consumed
+                yield item
 
     # -- losses ----------------------------------------------------------------------------
 

@@ -20,8 +20,15 @@ import numpy as np
 
 from seta_stream.errors import SeTaStreamError
 
-COUNTERS = ("samples_read", "samples_decoded", "bytes_read", "samples_yielded", "iterators")
-READ, DECODED, BYTES, YIELDED, ITERS = range(len(COUNTERS))
+COUNTERS = (
+    "samples_read",
+    "samples_decoded",
+    "bytes_read",
+    "samples_yielded",
+    "samples_skipped",
+    "iterators",
+)
+READ, DECODED, BYTES, YIELDED, SKIPPED, ITERS = range(len(COUNTERS))
 _SLOTS = 257
 
 

@@ -13,10 +13,12 @@ coalesced, transient failures retried, an optional local cache of fetched ranges
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,8 +27,9 @@ import pyarrow as pa
 from seta_stream.errors import ManifestError, ShardFormatError
 from seta_stream.remote import Fetched, RemoteOptions
 from seta_stream.shards.decode import MAX_DECOMPRESSED, decode_fields, unzst
-from seta_stream.shards.index import SampleIndex, concat_aranges, read_index_table
+from seta_stream.shards.index import SampleIndex, read_index_table
 from seta_stream.shards.manifest import Manifest, read_manifest
+from seta_stream.shards.tarread import guard, header_ok, iter_local_tar
 from seta_stream.storage import Store
 
 if TYPE_CHECKING:
@@ -164,7 +167,7 @@ class Dataset:
             return self._tar_sample(i, key, parts[0], int(idx.offset[i]), members)
         out: dict[str, Any] = {"__key__": key, "__index__": i}
         out.update(zip(fields, parts, strict=True))
-        return self._unzst(i, out)
+        return self.unzst_fields(out)
 
     def _tar_sample(
         self, i: int, key: str, buf: bytes, start: int, members: Iterable[tuple[str, int, int]]
@@ -176,54 +179,47 @@ class Dataset:
         zst = False
         for f, o, n in members:
             rel = o - start
-            if not _header_ok(view, rel, n):
+            if not header_ok(view, rel, n):
                 self._bad_header(i, f, n, o)
             out[f] = bytes(view[rel : rel + n])
             zst = zst or f[-4:] == ".zst"
-        return self._unzst(i, out) if zst else out
+        return self.unzst_fields(out) if zst else out
 
     def _where(self, i: int) -> str:
         """Sample `i` as error messages name it: shard path, id and key."""
         name = self.manifest.shards[int(self.index.shard[i])].name
         return f"{self.store.path(name)} sample {i} ({self.index.keys[i].as_py()!r})"
 
-    def iter_raw(self, ids: np.ndarray) -> Iterator[dict[str, Any]]:
-        """Raw samples `ids` in that order (remote: fetched ahead). Close it when done early."""
+    def iter_raw(self, ids: np.ndarray, *, skip_errors: bool = False) -> Iterator[Any]:
+        """Raw samples `ids` in that order (remote: fetched ahead). Close it when done early.
+
+        With `skip_errors`, a sample that cannot be read (truncated, header mismatch, a bad
+        `.zst`) is the error in its place instead of raised; storage failures still raise.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
         if self.store.is_local and self.manifest.format == "tar":
-            return self._iter_local_tar(np.asarray(ids, dtype=np.int64))
+            return itertools.chain.from_iterable(iter_local_tar(self, ids, skip_errors=skip_errors))
         if self.store.is_local:
-            return (self.read_raw(i) for i in np.asarray(ids).tolist())
+            return (guard(partial(self.read_raw, i), skip_errors) for i in ids.tolist())
         from seta_stream.prefetch import Prefetcher
 
-        return Prefetcher(self, ids)
+        return Prefetcher(self, ids, skip_errors=skip_errors)
 
-    def _iter_local_tar(self, ids: np.ndarray, chunk: int = 256) -> Iterator[dict[str, Any]]:
-        """`read_raw` for many local tar samples: the index is gathered a chunk at a time with
-        numpy (no per-sample look-ups), then one `pread` and one header check per member."""
-        idx, n, st = self.index, self.index.num_samples, self.stats
-        names = self.index.field_names
-        for a in range(0, len(ids), chunk):
-            part = ids[a : a + chunk]
-            if len(part) and (int(part.min()) < 0 or int(part.max()) >= n):
-                bad = int(part[(part < 0) | (part >= n)][0])
-                raise IndexError(f"sample id {bad} out of range [0, {n})")
-            starts, counts = idx.mstart[part], idx.mstart[part + 1] - idx.mstart[part]
-            rows = np.repeat(starts, counts) + concat_aranges(counts)
-            mfield, moff = idx.mfield[rows].tolist(), idx.moffset[rows].tolist()
-            msize = idx.msize[rows].tolist()
-            keys = idx.keys.take(pa.array(part)).to_pylist()
-            shards, offs = idx.shard[part].tolist(), idx.offset[part].tolist()
-            lens, cnts = idx.length[part].tolist(), counts.tolist()
-            m = 0
-            for j, i in enumerate(part.tolist()):
-                start = offs[j]
-                buf = self._read(self.shard_name(shards[j]), start, lens[j], i)
-                ks = range(m, m + cnts[j])
-                m += cnts[j]
-                members = [(names[mfield[k]], moff[k], msize[k]) for k in ks]
-                sample = self._tar_sample(i, keys[j], buf, start, members)
-                st.samples_read += 1
-                yield sample
+    def iter_chunks(
+        self, ids: np.ndarray, *, skip_errors: bool = False, size: int = 256
+    ) -> Iterator[list[Any]]:
+        """`iter_raw` in lists of about `size` samples (local tar: as read, a chunk at a time)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.store.is_local and self.manifest.format == "tar":
+            return iter_local_tar(self, ids, skip_errors=skip_errors)
+        return _in_lists(self.iter_raw(ids, skip_errors=skip_errors), size)
+
+    def pread(self, shard: int, start: int, length: int) -> bytes:
+        """Up to `length` bytes of shard `shard` at `start` (fewer only at its end), counted."""
+        data = self.store.read_range(self.shard_name(shard), start, length)
+        self.stats.requests += 1
+        self.stats.bytes_read += len(data)
+        return data
 
     def _bad_header(self, i: int, field: str, size: int, at: int) -> None:
         raise ShardFormatError(
@@ -231,7 +227,9 @@ class Dataset:
             f"of offset {at}; the index does not match the shard (re-run tools/shard.py index)"
         )
 
-    def _unzst(self, i: int, out: dict[str, Any]) -> dict[str, Any]:
+    def unzst_fields(self, out: dict[str, Any]) -> dict[str, Any]:
+        """Decompress a raw sample's `.zst` fields in place (size limit: max_decompressed)."""
+        i = out["__index__"]
         for f in [f for f in out if f[-4:] == ".zst"]:
             g, data = unzst(f, out.pop(f), where=self._where(i), limit=self.max_decompressed)
             out[g] = data
@@ -280,14 +278,14 @@ class Dataset:
         return decode_fields(raw, where=f"sample {i}", allow_pickle=allow_pickle)
 
 
-def _header_ok(view: memoryview, rel: int, size: int) -> bool:
-    """The 512 bytes before a member's data must be its ustar header (magic and size)."""
-    hdr = view[rel - 512 : rel] if rel >= 512 else None
-    ok = hdr is not None and bytes(hdr[257:262]) == b"ustar"
-    if ok and hdr is not None and not hdr[124] & 0x80:  # base-256 sizes (> 8 GiB): skip
-        raw = bytes(hdr[124:136]).rstrip(b"\x00 ")
-        ok = raw != b"" and int(raw, 8) == size
-    return ok
+def _in_lists(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    try:
+        while chunk := list(itertools.islice(items, size)):
+            yield chunk
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()  # stops fetching ahead and joins the fetch threads
 
 
 class SampleReader:

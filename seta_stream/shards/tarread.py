@@ -1,0 +1,198 @@
+"""Local tar shards read a chunk of samples at a time: the read path's hot loop.
+
+For a chunk of sample ids (in read order) the index is gathered with numpy, runs of samples
+that lie back to back in one shard are read with one `os.pread` each (a full epoch reads whole
+stretches of a shard; a pruned one reads exactly the selected samples' bytes, nothing between
+them), and every member's tar header is checked for all members at once: the `ustar` magic
+and the size field in the 512 bytes in front of the member, inside the sample's own range.
+What is left per sample is one dict and one bytes slice per member.
+
+A sample that fails a check (or whose run was read short) is read again alone by
+`Dataset.read_raw`, which raises the precise error naming shard, sample and offset; with
+`skip_errors` that error takes the sample's place in the output instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from seta_stream.errors import SeTaStreamError
+from seta_stream.shards.index import concat_aranges
+
+if TYPE_CHECKING:
+    from seta_stream.shards.reader import Dataset
+
+CHUNK_SAMPLES = 256
+CHUNK_BYTES = 8 << 20  # a chunk holds at most this many bytes (one sample may be larger)
+_HEADER_AT = np.r_[257:262, 124:136]  # the ustar magic and the size field of a header
+_USTAR = np.frombuffer(b"ustar", np.uint8)
+_SHIFTS = 3 * np.arange(10, -1, -1)  # an 11-digit octal number, most significant first
+
+Raw = dict[str, Any]
+
+
+def chunk_ends(lengths: np.ndarray, *, max_samples: int, max_bytes: int) -> list[int]:
+    """End positions of consecutive chunks of <= max_samples samples and <= max_bytes bytes."""
+    cum = np.cumsum(lengths, dtype=np.int64)
+    ends, a, n = [], 0, len(lengths)
+    while a < n:
+        before = int(cum[a - 1]) if a else 0
+        by_bytes = int(np.searchsorted(cum, before + max_bytes, side="right"))
+        b = max(a + 1, min(a + max_samples, by_bytes))
+        ends.append(b)
+        a = b
+    return ends
+
+
+def iter_local_tar(
+    ds: Dataset, ids: np.ndarray, *, skip_errors: bool = False
+) -> Iterator[list[Raw | SeTaStreamError]]:
+    """`ds.read_raw(i)` for every `i` in `ids`, in order: a list per chunk read."""
+    n = ds.index.num_samples
+    lengths = ds.index.length[ids] if len(ids) else np.zeros(0, np.int64)
+    a = 0
+    for b in chunk_ends(lengths, max_samples=CHUNK_SAMPLES, max_bytes=CHUNK_BYTES):
+        part = ids[a:b]
+        a = b
+        if int(part.min()) < 0 or int(part.max()) >= n:
+            bad = int(part[(part < 0) | (part >= n)][0])
+            raise IndexError(f"sample id {bad} out of range [0, {n})")
+        yield read_chunk(ds, part, skip_errors=skip_errors)
+
+
+def read_chunk(ds: Dataset, part: np.ndarray, *, skip_errors: bool) -> list[Raw | SeTaStreamError]:
+    """The raw samples `part` (valid ids) of a local tar dataset, in order."""
+    idx = ds.index
+    try:
+        buf, start, end, got = _read_runs(ds, part)
+    except SeTaStreamError:  # e.g. a shard whose size changed: each sample gets the error
+        if not skip_errors:
+            raise
+        return [guard(partial(ds.read_raw, i), True) for i in part.tolist()]
+    counts = idx.mstart[part + 1] - idx.mstart[part]
+    rows = np.repeat(idx.mstart[part], counts) + concat_aranges(counts)
+    owner = np.repeat(np.arange(len(part)), counts)
+    rel = idx.moffset[rows] - idx.offset[part][owner] + start[owner]
+    size = idx.msize[rows]
+    ok = headers_ok(buf, rel, size, start[owner], end[owner])
+    bad = got < end  # the sample's bytes were not all read: shard truncated
+    bad[owner[~ok]] = True
+    names = idx.field_names
+    mfield = idx.mfield[rows]
+    values = list(map(buf.__getitem__, map(slice, rel.tolist(), (rel + size).tolist())))
+    keys = idx.keys.take(pa.array(part)).to_pylist()
+    out = _dicts(part.tolist(), keys, counts, [names[f] for f in mfield.tolist()], values)
+    zst = [f[-4:] == ".zst" for f in names]
+    if any(zst):
+        has = np.zeros(len(part), bool)
+        has[owner[np.asarray(zst, bool)[mfield]]] = True
+        for j in np.flatnonzero(has & ~bad).tolist():
+            out[j] = guard(partial(ds.unzst_fields, out[j]), skip_errors)  # type: ignore[arg-type]
+    ds.stats.samples_read += len(part) - int(bad.sum())  # read_raw counts the others
+    for j in np.flatnonzero(bad).tolist():  # the precise error, from the one-sample path
+        out[j] = guard(partial(ds.read_raw, int(part[j])), skip_errors)
+    return out
+
+
+def _dicts(
+    ids: list[int], keys: list[str], counts: np.ndarray, fields: list[str], values: list[bytes]
+) -> list[Raw | SeTaStreamError]:
+    """One dict per sample: `__key__`, `__index__` and its members' (field, value) pairs."""
+    c = int(counts[0]) if len(counts) else 0
+    if (counts == c).all() and fields[:c] * len(ids) == fields:  # the usual case: same fields
+        names = ("__key__", "__index__", *fields[:c])
+        columns = [values[j::c] for j in range(c)]
+        return list(
+            map(dict, map(zip, itertools.repeat(names), zip(keys, ids, *columns, strict=True)))
+        )
+    out: list[Raw | SeTaStreamError] = []
+    m = 0
+    for i, key, n in zip(ids, keys, counts.tolist(), strict=True):
+        d: Raw = {"__key__": key, "__index__": i}
+        d.update(zip(fields[m : m + n], values[m : m + n], strict=True))
+        m += n
+        out.append(d)
+    return out
+
+
+def guard(read: Callable[[], Raw], skip_errors: bool) -> Raw | SeTaStreamError:
+    """`read()`, or with `skip_errors` the project error it raised."""
+    try:
+        return read()
+    except SeTaStreamError as e:
+        if not skip_errors:
+            raise
+        return e
+
+
+def _read_runs(ds: Dataset, part: np.ndarray) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+    """Read `part`'s byte ranges, one pread per run of back-to-back samples of one shard.
+
+    The chunk is read in (shard, offset) order, whatever its read order (open shards are
+    interleaved). Returns the bytes read (runs concatenated) and, per sample of `part`, where
+    its range starts and ends in them and how far the bytes read reach within its run.
+    """
+    idx = ds.index
+    order = np.lexsort((idx.offset[part], idx.shard[part]))
+    sp = part[order]
+    shard, off, ln = idx.shard[sp], idx.offset[sp], idx.length[sp]
+    brk = np.ones(len(sp), bool)
+    brk[1:] = (shard[1:] != shard[:-1]) | (off[1:] != off[:-1] + ln[:-1])
+    first = np.flatnonzero(brk)
+    last = np.append(first[1:], len(sp)) - 1
+    r0, r1 = off[first], off[last] + ln[last]
+    pieces = [
+        ds.pread(s, a, b - a)
+        for s, a, b in zip(shard[first].tolist(), r0.tolist(), r1.tolist(), strict=True)
+    ]
+    sizes = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
+    base = np.zeros(len(pieces), np.int64)
+    np.cumsum(sizes[:-1], out=base[1:])
+    run = np.repeat(np.arange(len(first)), last - first + 1)
+    start, reach = np.empty(len(sp), np.int64), np.empty(len(sp), np.int64)
+    start[order] = base[run] + off - r0[run]
+    reach[order] = (base + sizes)[run]
+    buf = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    return buf, start, start + idx.length[part], reach
+
+
+def headers_ok(
+    buf: bytes, rel: np.ndarray, size: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Per member at `rel` of `size` bytes in `buf`: its ustar header (magic, size field) is in
+    the 512 bytes in front of it, and header and data lie within its sample's `[lo, hi)`.
+
+    Size fields written the usual way (11 octal digits and a NUL or space, as tarfile, GNU
+    tar and our writer do) are compared at once; other spellings one by one.
+    """
+    arr = np.frombuffer(buf, np.uint8)
+    inside = (rel - 512 >= lo) & (rel + size <= hi) & (rel + size <= len(arr))
+    if len(arr) < 512:
+        return np.zeros(len(rel), bool)
+    h = np.where(inside, rel - 512, 0)
+    hdr = arr[h[:, None] + _HEADER_AT]  # magic, then the size field
+    octal = ((size[:, None] >> _SHIFTS) & 7) + 48
+    ok = (hdr[:, :5] == _USTAR).all(axis=1) & (hdr[:, 5:16] == octal).all(axis=1)
+    ok &= (hdr[:, 16] == 0) | (hdr[:, 16] == 32)
+    ok &= inside
+    view = memoryview(buf)
+    for k in np.flatnonzero(inside & ~ok).tolist():  # other spellings of the size field
+        start = int(lo[k])
+        ok[k] = header_ok(view[start:], int(rel[k]) - start, int(size[k]))
+    return ok
+
+
+def header_ok(view: memoryview, rel: int, size: int) -> bool:
+    """The 512 bytes before a member's data at `rel` in `view` are its ustar header."""
+    hdr = view[rel - 512 : rel] if rel >= 512 else None
+    ok = hdr is not None and bytes(hdr[257:262]) == b"ustar"
+    if ok and hdr is not None and not hdr[124] & 0x80:  # base-256 sizes (> 8 GiB): skip
+        raw = bytes(hdr[124:136]).rstrip(b"\x00 ").lstrip(b" ")
+        ok = raw != b"" and all(48 <= c <= 55 for c in raw) and int(raw, 8) == size
+    return ok
