@@ -85,10 +85,13 @@ def with_metadata(schema: pa.Schema, kind: str, **fields: Any) -> pa.Schema:
     return schema.with_metadata({METADATA_KEY: json.dumps(payload).encode()})
 
 
-def file_metadata(path: Path, kind: str | None = None) -> dict[str, Any]:
-    """The `seta_stream.loss_table` metadata of a Parquet file, its version checked."""
+def file_metadata(path: Path, kind: str | None = None, *, source: Any = None) -> dict[str, Any]:
+    """The `seta_stream.loss_table` metadata of a Parquet file, its version checked.
+
+    `source`: an open file of `path` to read instead (one open: the writer may replace the
+    file between two opens of the path)."""
     try:
-        raw = pq.read_schema(path).metadata or {}
+        raw = pq.read_schema(path if source is None else source).metadata or {}
     except FileNotFoundError:
         raise LossTableError(f"{path}: file not found") from None
     except (OSError, pa.ArrowException) as e:
@@ -103,9 +106,16 @@ def file_metadata(path: Path, kind: str | None = None) -> dict[str, Any]:
 
 
 def read_checked(path: Path, kind: str, columns: list[str] | None = None) -> pa.Table:
-    """Read a loss-table Parquet file after checking its kind and version."""
-    file_metadata(path, kind)
-    return pq.read_table(path, columns=columns)
+    """Read a loss-table Parquet file after checking its kind and version (one open file, so
+    a snapshot replaced meanwhile is read whole, old or new, never a mix)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115  # closed below
+    except FileNotFoundError:
+        raise LossTableError(f"{path}: file not found") from None
+    with f:
+        file_metadata(path, kind, source=f)
+        f.seek(0)
+        return pq.read_table(f, columns=columns)
 
 
 def keys_array(keys: Any, num_samples: int) -> pa.Array | pa.ChunkedArray:

@@ -130,6 +130,7 @@ class LossTable:
         self._meta_lock = threading.Lock()
         self._closed = False
         self._counts = {"updates": 0, "samples_queued": 0, "nonfinite_skipped": 0, "flushes": 0}
+        self._updated_since_end = False  # an ended epoch that gets updates must end again
         self._writer = LossWriter(self._apply, max_pending=max_pending)
         self._finalizer = weakref.finalize(self, _finalize, self._writer, self._cols, self._lock)
 
@@ -226,6 +227,7 @@ class LossTable:
         if not all_finite(loss_np):
             ids_np, loss_np = self._drop_nonfinite(ids_np, loss_np)
         self._writer.put(Batch(ids_np, loss_np, self._meta["epoch"]))
+        self._updated_since_end = True
         self._counts["updates"] += 1
         self._counts["samples_queued"] += ids_np.size
 
@@ -286,6 +288,12 @@ class LossTable:
             raise LossTableError(f"epoch={epoch!r}; must be an int >= 0")
         self._check_open()
         with self._meta_lock:
+            if int(epoch) != self._meta["epoch"]:
+                # The live group/selected/weight columns hold another epoch's selection now. An
+                # entry of `epoch` left by an earlier pass (a run resumed into an older epoch, or
+                # killed before record_selection) would claim them: it goes until
+                # record_selection(epoch), so a resume reads that selection from its history.
+                self._meta["epochs"].pop(str(int(epoch)), None)
             self._meta["epoch"] = int(epoch)
             self._meta["max_epoch"] = max(int(epoch), self._meta.get("max_epoch", 0))
             layout.write_meta(self.root, self._meta)
@@ -317,10 +325,15 @@ class LossTable:
             self.snapshot()
 
     def end_epoch(self) -> None:
-        """Write the current epoch's history and summary, then a snapshot. Idempotent per epoch."""
+        """Write the current epoch's history and summary, then a snapshot.
+
+        Idempotent per epoch while no update comes in: an epoch that had ended and got updates
+        since (a run resumed from a checkpoint taken before its end) is written again, so its
+        history holds the losses the next epoch's selection is made from.
+        """
         epoch = self.epoch
         entry = self._meta["epochs"].get(str(epoch), {"info": None})
-        if entry.get("ended"):
+        if entry.get("ended") and not self._updated_since_end:
             return
         record = EpochRecord(
             epoch=epoch,
@@ -334,6 +347,7 @@ class LossTable:
             write_epoch(self._cols, ctx, record)
             _write_snapshot(self._cols, ctx, epoch=epoch)
 
+        self._updated_since_end = False  # the write below includes every update queued so far
         self._writer.call(write)
         with self._meta_lock:
             self._meta["epochs"][str(epoch)] = {**entry, "ended": True}

@@ -2,8 +2,9 @@
 
 Worker processes load and encode samples (read files, serialise arrays, compress); the main
 process writes shards in order, so the output bytes do not depend on the number of workers.
-Shards are written under temporary names and renamed when complete; the index and the
-manifest come last, so an interrupted conversion never looks finished.
+Shards are written under temporary names and renamed when complete (fsync'd first, on local
+disk); the index and the manifest come last, so an interrupted conversion never looks
+finished. Running the same conversion again deletes the temp files a killed run left.
 
 Large conversions run as parts (`part=(i, n)`): part i converts its contiguous slice of the
 (shuffled) samples into shards named `shard-pIIIII-NNNNNN.*`, with its own manifest
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -142,8 +144,9 @@ def convert(
                 f"{store.path(manifest_name)}: a dataset is already there (use --overwrite)"
             )
         store.remove(manifest_name)  # from here on the folder no longer looks finished
-    order = sample_order(len(source), opts)
     ext = "tar" if opts.format == "tar" else "arrow"
+    _remove_stale_temps(store, prefix, ext, (manifest_name, index_name))
+    order = sample_order(len(source), opts)
     index = IndexBuilder()
     shards: list[ShardInfo] = []
     fields: set[str] = set()
@@ -158,6 +161,9 @@ def convert(
         nonlocal writer, f, pending
         assert writer is not None and f is not None and tmp is not None
         sha = writer.finish()
+        if store.is_local:  # on disk before the manifest names it (power loss, not only kill)
+            f.flush()
+            os.fsync(f.fileno())
         f.close()
         name = f"{prefix}{len(shards):06d}.{ext}"
         store.commit(tmp, name)
@@ -202,6 +208,21 @@ def convert(
     if not shards:
         raise SourceError(f"{source.description}: no samples to convert")
     return _finish(store, index, shards, source, opts, sorted(fields), manifest_name, index_name)
+
+
+def _remove_stale_temps(store: Store, prefix: str, ext: str, names: tuple[str, ...]) -> None:
+    """Delete the temp files a killed run of this conversion (or part) left behind.
+
+    Only this conversion's own names: its shards (`.{prefix}NNNNNN.{ext}.tmp-…`), its index
+    and its manifest; another part converting into the same folder keeps its temp files.
+    """
+    mine = re.compile(
+        rf"\.(?:{re.escape(prefix)}\d{{6}}\.{ext}|{'|'.join(map(re.escape, names))})"
+        r"\.tmp-[0-9a-f]{12}"
+    )
+    for name in store.glob(".*.tmp-*"):
+        if mine.fullmatch(name):
+            store.remove(name)
 
 
 def _arrow_fields(source: Source, order: np.ndarray, opts: ConvertOptions) -> tuple[str, ...]:

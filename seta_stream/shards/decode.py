@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -24,56 +26,102 @@ IMAGE_EXTS = frozenset(
 )
 PICKLE_EXTS = frozenset(("pickle", "pkl", "pyd"))
 
-_dctx = zstandard.ZstdDecompressor()
+_local = threading.local()  # a ZstdDecompressor must not be used by two threads at once
+_FEED = 256  # compressed bytes per step when the output size is unknown: <= 8 MiB out per step
+
+
+def _dctx() -> zstandard.ZstdDecompressor:
+    d: zstandard.ZstdDecompressor | None = getattr(_local, "dctx", None)
+    if d is None:
+        d = _local.dctx = zstandard.ZstdDecompressor()
+    return d
 
 
 def unzst(
     name: str, data: bytes, *, where: str, limit: int = MAX_DECOMPRESSED
 ) -> tuple[str, bytes]:
-    """Strip `.zst` from a field name and decompress its data; other fields pass through."""
+    """Strip `.zst` from a field name and decompress its data; other fields pass through.
+
+    At most `limit` bytes come out: a frame that declares more is refused before anything is
+    decompressed, one that does not declare its size is decompressed in small steps and
+    stopped past the limit. Truncated frames and trailing bytes are errors.
+    """
     if not name.endswith(".zst"):
         return name, data
     try:
-        params = zstandard.get_frame_parameters(data)
-        if params.content_size > limit:
+        size = zstandard.get_frame_parameters(data).content_size
+        if size != zstandard.CONTENTSIZE_UNKNOWN and size > limit:
             raise DecodeError(
-                f"{where} field {name!r}: decompresses to {params.content_size} bytes, over the "
+                f"{where} field {name!r}: decompresses to {size} bytes, over the "
                 f"limit of {limit} (raise it with max_decompressed=...)"
             )
-        return name[:-4], _dctx.decompress(data, max_output_size=limit)
+        if size != zstandard.CONTENTSIZE_UNKNOWN:
+            try:  # one frame that declares its size: one call
+                return name[:-4], _dctx().decompress(data, allow_extra_data=False)
+            except zstandard.ZstdError as e:
+                if "unused data" not in str(e):
+                    raise
+        return name[:-4], _stepwise(data, limit, f"{where} field {name!r}")
     except zstandard.ZstdError as e:
         raise DecodeError(f"{where} field {name!r}: corrupt zstd data ({e})") from e
 
 
+def _stepwise(data: bytes, limit: int, what: str) -> bytes:
+    """Every frame of `data`, fed a few bytes at a time so a bomb stops near `limit`."""
+    out = bytearray()
+    view = memoryview(data)
+    pos = 0
+    while pos < len(data):
+        obj = _dctx().decompressobj()
+        while not obj.eof and pos < len(data):
+            step = view[pos : pos + _FEED]
+            pos += len(step)
+            out += obj.decompress(step)
+            if len(out) > limit:
+                raise DecodeError(
+                    f"{what}: decompresses to more than the limit of {limit} bytes "
+                    "(raise it with max_decompressed=...)"
+                )
+        if not obj.eof:
+            raise DecodeError(f"{what}: zstd data ends inside a frame (truncated member)")
+        pos -= len(obj.unused_data)
+    return bytes(out)
+
+
 _NPY_MAGIC = b"\x93NUMPY"
 _npy_headers: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], bool, int]] = {}
+_NPY_READERS = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}
 
 
 def _npy(data: bytes) -> Any:
-    """`np.load` for one array without its per-call header parsing (`ast.literal_eval`).
+    """`np.load(allow_pickle=False)` for one array, checked before anything is allocated.
 
+    The header is parsed with numpy's own (size-limited, literal-only) parser, then the body
+    must hold exactly shape x itemsize bytes: an absurd shape is refused without allocating.
     Shards hold many arrays of the same dtype and shape, so a parsed header is cached by its
-    bytes; the cache is bounded. Object arrays are refused, as `np.load(allow_pickle=False)`.
+    bytes (the cache is bounded). Object arrays are refused.
     """
-    if data[:6] != _NPY_MAGIC:
+    if data[:6] != _NPY_MAGIC or len(data) < 10:
         raise ValueError("not an .npy file (bad magic)")
-    if data[6] == 1:
-        start, hlen = 10, int.from_bytes(data[8:10], "little")
-    else:
-        start, hlen = 12, int.from_bytes(data[8:12], "little")
+    version = data[6]
+    start = 10 if version == 1 else 12
+    hlen = int.from_bytes(data[8:start], "little")
     header = data[start : start + hlen]
     parsed = _npy_headers.get(header)
     if parsed is None:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)  # full check once per header
-        fortran = bool(arr.flags.f_contiguous and not arr.flags.c_contiguous)
-        parsed = (arr.dtype, arr.shape, fortran, arr.size)
+        read = _NPY_READERS.get(version)
+        if read is None:
+            raise ValueError(f"npy format version {version}.{data[7]} is not supported")
+        shape, fortran, dtype = read(io.BytesIO(data[8:]))
+        if dtype.hasobject:
+            raise ValueError("npy of Python objects refused (it would need pickle)")
+        parsed = (dtype, shape, fortran, math.prod(shape))
         if len(_npy_headers) < 4096:
             _npy_headers[header] = parsed
-        return arr
     dtype, shape, fortran, count = parsed
     body = memoryview(data)[start + hlen :]
     if len(body) != count * dtype.itemsize:
-        raise ValueError(f"npy body of {len(body)} bytes, header says {count} x {dtype}")
+        raise ValueError(f"npy body of {len(body)} bytes, header says {shape} x {dtype}")
     arr = np.frombuffer(body, dtype=dtype, count=count).copy()  # writable, owns its memory
     return arr.reshape(shape, order="F" if fortran else "C")
 
@@ -93,6 +141,12 @@ def _image(data: bytes, ext: str = "") -> Any:
     except Exception:
         img = Image.open(io.BytesIO(data))  # a mislabelled file: let Pillow find its format
     with img:
+        limit = Image.MAX_IMAGE_PIXELS  # Pillow only warns up to twice this; we refuse
+        if limit is not None and img.width * img.height > limit:
+            raise ValueError(
+                f"{img.width}x{img.height} pixels, over the limit of {limit} "
+                "(PIL.Image.MAX_IMAGE_PIXELS; raise it for images you trust)"
+            )
         if img.mode in ("L", "RGB", "RGBA"):
             return np.array(img)
         return np.array(img.convert("RGB"))  # palette, CMYK, 16-bit: to 8-bit RGB

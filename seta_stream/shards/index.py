@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seta_stream.errors import ManifestError, ShardFormatError
+from seta_stream.shards.indexcheck import check_index
+from seta_stream.shards.manifest import Manifest
 
 INDEX_COLUMNS = ("sample_id", "key", "shard", "offset", "length", "members")
 MEMBER_TYPE = pa.struct([("name", pa.string()), ("offset", pa.int64()), ("size", pa.int64())])
@@ -139,18 +141,20 @@ class SampleIndex:
         return len(self.offset)
 
     @classmethod
-    def from_table(cls, table: pa.Table, *, source: str) -> SampleIndex:
-        missing = [c for c in INDEX_COLUMNS if c not in table.column_names]
-        if missing:
-            raise ManifestError(f"{source}: index lacks columns {missing}")
+    def from_table(
+        cls, table: pa.Table, *, source: str, manifest: Manifest | None = None
+    ) -> SampleIndex:
+        """The index in `table`, its types and invariants checked (see `check_index`);
+        with `manifest`, also checked against the shards it lists."""
+        cols = _typed_columns(table, source)
         n = table.num_rows
-        ids = table.column("sample_id").to_numpy()
+        ids = cols["sample_id"].to_numpy()
         if n and not np.array_equal(ids, np.arange(n, dtype=ids.dtype)):
             first = int(np.flatnonzero(ids != np.arange(n))[0])
             raise ManifestError(
                 f"{source}: sample_id at row {first} is {ids[first]}, expected {first}"
             )
-        members = table.column("members").combine_chunks()
+        members = cols["members"].combine_chunks()
         if n:
             flat = members.flatten()
             start = members.offsets.to_numpy().astype(np.int64)
@@ -158,18 +162,25 @@ class SampleIndex:
         else:
             flat = pa.array([], MEMBER_TYPE)
             start = np.zeros(1, np.int64)
+        for name in ("name", "offset", "size"):
+            if flat.field(name).null_count:
+                row = int(np.searchsorted(start, _first_null(flat.field(name)), "right")) - 1
+                raise ManifestError(f"{source}: sample {row} has a member with a null {name}")
         names = flat.field("name").dictionary_encode()
-        return cls(
-            keys=table.column("key").combine_chunks(),
-            shard=table.column("shard").to_numpy().astype(np.int32),
-            offset=table.column("offset").to_numpy().astype(np.int64),
-            length=table.column("length").to_numpy().astype(np.int64),
+        _check_field_names(names.dictionary.to_pylist(), source)
+        index = cls(
+            keys=cols["key"].combine_chunks(),
+            shard=cols["shard"].to_numpy().astype(np.int32),
+            offset=cols["offset"].to_numpy().astype(np.int64),
+            length=cols["length"].to_numpy().astype(np.int64),
             mstart=start,
             mfield=names.indices.to_numpy(zero_copy_only=False).astype(np.int32),
             moffset=flat.field("offset").to_numpy(zero_copy_only=False).astype(np.int64),
             msize=flat.field("size").to_numpy(zero_copy_only=False).astype(np.int64),
             field_names=tuple(names.dictionary.to_pylist()),
         )
+        check_index(index, source=source, manifest=manifest)
+        return index
 
     def save(self, folder: str) -> None:
         """Write the arrays as `.npy` files (and keys as Arrow IPC) for `load(mmap=True)`."""
@@ -187,20 +198,31 @@ class SampleIndex:
 
     @classmethod
     def load(cls, folder: str) -> SampleIndex:
-        """Memory-map an index written by `save`: processes that load it share its pages."""
+        """Memory-map an index written by `save`: processes that load it share its pages.
+
+        The arrays' shapes and dtypes are checked (not the spans: `save` wrote a checked index).
+        """
         import json
         import os
 
-        # plain ndarray views of the maps: the same shared pages, without np.memmap's
-        # per-item overhead on the read path
-        arrays = {
-            n: np.load(os.path.join(folder, f"{n}.npy"), mmap_mode="r").view(np.ndarray)
-            for n in _ARRAYS
-        }
-        table = pa.ipc.open_file(pa.memory_map(os.path.join(folder, "keys.arrow"))).read_all()
-        with open(os.path.join(folder, "fields.json")) as f:
-            names = tuple(json.load(f))
-        return cls(keys=table.column("key").combine_chunks(), field_names=names, **arrays)
+        try:
+            # plain ndarray views of the maps: the same shared pages, without np.memmap's
+            # per-item overhead on the read path
+            arrays = {
+                n: np.load(os.path.join(folder, f"{n}.npy"), mmap_mode="r").view(np.ndarray)
+                for n in _ARRAYS
+            }
+            path = os.path.join(folder, "keys.arrow")
+            table = pa.ipc.open_file(pa.memory_map(path)).read_all()
+            with open(os.path.join(folder, "fields.json"), "rb") as f:
+                names = json.load(f)
+            keys = table.column("key").combine_chunks()
+        except (OSError, ValueError, KeyError, RecursionError, pa.ArrowException) as e:
+            raise ManifestError(f"{folder}: unreadable shared index ({e})") from e
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+            raise ManifestError(f"{folder}/fields.json: not a list of field names")
+        _check_arrays(arrays, keys, len(names), folder)
+        return cls(keys=keys, field_names=tuple(names), **arrays)
 
     def members_of(self, i: int) -> tuple[list[str], np.ndarray, np.ndarray]:
         a, b = self.mstart[i], self.mstart[i + 1]
@@ -227,7 +249,88 @@ def concat_aranges(counts: np.ndarray) -> np.ndarray:
 
 
 def read_index_table(data: bytes | pa.NativeFile, *, source: str) -> pa.Table:
+    """The index table, its schema names and strings checked to be valid UTF-8."""
     try:
-        return pq.read_table(pa.BufferReader(data) if isinstance(data, bytes) else data)
-    except (pa.ArrowException, OSError) as e:
+        table = pq.read_table(pa.BufferReader(data) if isinstance(data, bytes) else data)
+        str(table.schema)  # decodes every (nested) field name: a damaged footer fails here
+        table.validate(full=True)  # string values too (the reader would fail per sample)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"{source}: unreadable index ({e})") from e
+    return table
+
+
+# column -> the type it is read as; numbers must be integers (cast safely: no overflow)
+_COLUMN_TYPES = {
+    "sample_id": pa.int64(),
+    "key": pa.string(),
+    "shard": pa.int32(),
+    "offset": pa.int64(),
+    "length": pa.int64(),
+    "members": pa.list_(MEMBER_TYPE),
+}
+
+
+def _typed_columns(table: pa.Table, source: str) -> dict[str, pa.ChunkedArray]:
+    missing = [c for c in INDEX_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ManifestError(f"{source}: index lacks columns {missing}")
+    out = {}
+    for name, want in _COLUMN_TYPES.items():
+        col = table.column(name)
+        if col.null_count:
+            raise ManifestError(f"{source}: sample {_first_null(col)} has a null {name!r}")
+        if pa.types.is_integer(want) and not pa.types.is_integer(col.type):
+            raise ManifestError(f"{source}: column {name!r} is {col.type}, expected integers")
+        if name == "key" and not (
+            pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+        ):
+            raise ManifestError(f"{source}: column 'key' is {col.type}, expected strings")
+        try:
+            out[name] = col.cast(want)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+            raise ManifestError(
+                f"{source}: column {name!r} of type {col.type} cannot be read as {want} ({e})"
+            ) from e
+    return out
+
+
+def _check_field_names(names: list[str], source: str) -> None:
+    """A member's field name is a WebDataset extension: `x.npy`, `cls`; never a path."""
+    for name in names:
+        if not name or "/" in name or "\x00" in name or (name[:2] == "__" and name[-2:] == "__"):
+            raise ManifestError(
+                f"{source}: member field name {name!r} is not a WebDataset field name "
+                "(non-empty, no '/', no NUL, not __reserved__)"
+            )
+
+
+def _first_null(col: pa.Array | pa.ChunkedArray) -> int:
+    return int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], keys: pa.Array, nfields: int, where: str) -> None:
+    """Shapes and dtypes of a shared index's arrays, and the member table's bounds."""
+    n, m = len(arrays["offset"]), len(arrays["moffset"])
+    want = {
+        "shard": (n, np.int32),
+        "offset": (n, np.int64),
+        "length": (n, np.int64),
+        "mstart": (n + 1, np.int64),
+        "mfield": (m, np.int32),
+        "moffset": (m, np.int64),
+        "msize": (m, np.int64),
+    }
+    for name, (size, dtype) in want.items():
+        arr = arrays[name]
+        if arr.ndim != 1 or len(arr) != size or arr.dtype != dtype:
+            raise ManifestError(
+                f"{where}/{name}.npy: {arr.dtype}{list(arr.shape)}, expected {np.dtype(dtype)}"
+                f"[{size}]; the shared index is damaged"
+            )
+    start = arrays["mstart"]
+    if start[0] != 0 or start[-1] != m or (n and int(np.diff(start).min()) < 0):
+        raise ManifestError(f"{where}/mstart.npy: not a member table of {m} members")
+    if m and not 0 <= int(arrays["mfield"].min()) <= int(arrays["mfield"].max()) < nfields:
+        raise ManifestError(f"{where}/mfield.npy: field codes outside [0, {nfields})")
+    if len(keys) != n or not pa.types.is_string(keys.type):
+        raise ManifestError(f"{where}/keys.arrow: {len(keys)} {keys.type} keys for {n} samples")

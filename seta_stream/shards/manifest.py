@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ MANIFEST_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
 Format = Literal["tar", "arrow"]
+_SHA256 = re.compile("[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +37,12 @@ class ShardInfo:
     bytes: int
     samples: int
     sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "shard name")
+        _count(self.bytes, f"shard {self.name!r} bytes")
+        _count(self.samples, f"shard {self.name!r} samples")
+        _sha256_or_none(self.sha256, f"shard {self.name!r} sha256")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +60,8 @@ class Manifest:
     def __post_init__(self) -> None:
         if self.format not in ("tar", "arrow"):
             raise ManifestError(f"format={self.format!r} is not supported; use 'tar' or 'arrow'")
+        if not isinstance(self.extra, dict):
+            raise ManifestError(f"extra must be a dict, got {type(self.extra).__name__}")
 
     @property
     def num_samples(self) -> int:
@@ -87,38 +97,111 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str) -> Manifest:
+        """Parse and check a manifest; any problem is a `ManifestError` naming `source`."""
         try:
             d = json.loads(text)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
             raise ManifestError(f"{source}: not valid JSON ({e})") from e
-        if not isinstance(d, dict) or d.get("kind") != MANIFEST_KIND:
-            raise ManifestError(f"{source}: not a seta_stream manifest (kind={d.get('kind')!r})")
+        kind = d.get("kind") if isinstance(d, dict) else type(d).__name__
+        if not isinstance(d, dict) or kind != MANIFEST_KIND:
+            raise ManifestError(f"{source}: not a seta_stream manifest (kind={kind!r})")
         version = d.get("version")
-        if version not in SUPPORTED_VERSIONS:
+        if type(version) is not int or version not in SUPPORTED_VERSIONS:
             raise ManifestError(
                 f"{source}: manifest version {version!r} is not supported "
                 f"(this seta_stream reads versions {list(SUPPORTED_VERSIONS)}); upgrade seta_stream"
             )
         try:
-            shards = tuple(ShardInfo(**s) for s in d["shards"])
-            m = cls(
-                format=d["format"],
-                shards=shards,
-                fields=tuple(d.get("fields", ())),
-                compression=d.get("compression"),
-                metadata_columns=tuple(d.get("metadata_columns", ())),
-                index_sha256=(d.get("index") or {}).get("sha256"),
-                index_name=(d.get("index") or {}).get("name", INDEX_NAME),
-                extra=d.get("extra") or {},
-                version=version,
-            )
-        except (KeyError, TypeError) as e:
-            raise ManifestError(f"{source}: malformed manifest ({e!r})") from e
-        if d.get("num_samples", m.num_samples) != m.num_samples:
+            m = _parse(d, version)
+        except ManifestError as e:
+            raise ManifestError(f"{source}: {e}") from e
+        count = d.get("num_samples", m.num_samples)
+        if type(count) is not int or count != m.num_samples:
             raise ManifestError(
-                f"{source}: num_samples={d['num_samples']} but the shards hold {m.num_samples}"
+                f"{source}: num_samples={count!r} but the shards hold {m.num_samples}"
             )
         return m
+
+
+def _parse(d: dict[str, Any], version: int) -> Manifest:
+    """The fields of a manifest dict, each checked for its type (errors name the field)."""
+    shards = d.get("shards")
+    if not isinstance(shards, list):
+        raise ManifestError(f"'shards' must be a list, got {_short(shards)}")
+    infos = []
+    for k, s in enumerate(shards):
+        if not isinstance(s, dict) or not {"name", "bytes", "samples"} <= s.keys():
+            raise ManifestError(f"shards[{k}] must be an object with name, bytes, samples")
+        extra = set(s) - {"name", "bytes", "samples", "sha256"}
+        if extra:
+            raise ManifestError(f"shards[{k}] has unknown keys {sorted(extra)}")
+        try:
+            infos.append(ShardInfo(**s))
+        except ManifestError as e:
+            raise ManifestError(f"shards[{k}]: {e}") from e
+    index = d.get("index") or {}
+    if not isinstance(index, dict):
+        raise ManifestError(f"'index' must be an object, got {_short(index)}")
+    index_name = index.get("name", INDEX_NAME)
+    check_name(index_name, "index name")
+    index_sha = _sha256_or_none(index.get("sha256"), "index sha256")
+    compression = d.get("compression")
+    if compression is not None and not isinstance(compression, str):
+        raise ManifestError(f"'compression' must be a string or null, got {_short(compression)}")
+    extra_d = d.get("extra") or {}
+    if not isinstance(extra_d, dict):
+        raise ManifestError(f"'extra' must be an object, got {_short(extra_d)}")
+    return Manifest(
+        format=d.get("format"),  # type: ignore[arg-type]  # checked by __post_init__
+        shards=tuple(infos),
+        fields=_strings(d, "fields"),
+        compression=compression,
+        metadata_columns=_strings(d, "metadata_columns"),
+        index_sha256=index_sha,
+        index_name=index_name,
+        extra=extra_d,
+        version=version,
+    )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _strings(d: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = d.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ManifestError(f"{key!r} must be a list of strings, got {_short(value)}")
+    return tuple(value)
+
+
+def _count(value: object, what: str) -> int:
+    if type(value) is not int or value < 0:
+        raise ManifestError(f"{what} must be an integer >= 0, got {_short(value)}")
+    return value
+
+
+def _sha256_or_none(value: object, what: str) -> str | None:
+    if value is not None and not (isinstance(value, str) and _SHA256.fullmatch(value)):
+        raise ManifestError(f"{what} must be 64 lower-case hex digits or null, got {_short(value)}")
+    return value
+
+
+def check_name(name: object, what: str) -> None:
+    """A file named by a manifest must stay inside the dataset folder: a relative path
+    without '..' parts or NUL bytes (a hostile manifest must not name /etc/passwd)."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name.startswith("/")
+        or "\x00" in name
+        or ".." in name.split("/")
+    ):
+        raise ManifestError(
+            f"{what} {_short(name)} must be a relative path inside the dataset folder "
+            "(no '..' parts, no leading '/', no NUL)"
+        )
 
 
 def read_manifest(store: Store, name: str = MANIFEST_NAME) -> Manifest:

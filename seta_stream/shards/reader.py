@@ -13,6 +13,7 @@ coalesced, transient failures retried, an optional local cache of fetched ranges
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import threading
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from seta_stream.errors import ManifestError, ShardFormatError
+from seta_stream.errors import ChecksumError, ManifestError, ShardFormatError
 from seta_stream.remote import Fetched, RemoteOptions
 from seta_stream.shards.decode import MAX_DECOMPRESSED, decode_fields, unzst
 from seta_stream.shards.index import SampleIndex, read_index_table
@@ -98,8 +99,17 @@ class Dataset:
         name = manifest.index_name
         if not store.exists(name):
             raise ManifestError(f"{store.path(name)}: index missing (the manifest names it)")
-        table = read_index_table(store.read_bytes(name), source=store.path(name))
-        index = SampleIndex.from_table(table, source=store.path(name))
+        data = store.read_bytes(name)
+        if manifest.index_sha256 is not None:  # a stale or edited index never reads samples
+            got = hashlib.sha256(data).hexdigest()
+            if got != manifest.index_sha256:
+                raise ChecksumError(
+                    f"{store.path(name)}: sha256 {got} but dataset.json records "
+                    f"{manifest.index_sha256}; the index changed after the dataset was written "
+                    "(re-run tools/shard.py index to rebuild both)"
+                )
+        table = read_index_table(data, source=store.path(name))
+        index = SampleIndex.from_table(table, source=store.path(name), manifest=manifest)
         if index.num_samples != manifest.num_samples:
             raise ManifestError(
                 f"{store.path(name)}: {index.num_samples} rows but dataset.json counts "

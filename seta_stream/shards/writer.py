@@ -158,7 +158,8 @@ def _value_offsets(buf: pa.Buffer, fields: tuple[str, ...]) -> list[Members]:
             arr = batch.column(name)
             _, offs_buf, data_buf = arr.buffers()
             offs = memoryview(offs_buf).cast("i")[arr.offset : arr.offset + len(arr) + 1]
-            data_at = data_buf.address - base if data_buf is not None else 0
+            # a column of empty values may have a data buffer that is not in `buf`
+            data_at = data_buf.address - base if data_buf is not None and data_buf.size else 0
             valid = arr.is_valid().to_numpy(zero_copy_only=False)
             cols.append((name, valid, offs, data_at))
         for r in range(batch.num_rows):

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from seta_stream.errors import DecodeError, ManifestError, ShardFormatError, SourceError
+from seta_stream.errors import (
+    ChecksumError,
+    DecodeError,
+    ManifestError,
+    ShardFormatError,
+    SourceError,
+)
 from seta_stream.shards import ConvertOptions, Dataset, convert, open_source, read_samples
 from seta_stream.shards.decode import decode_fields, unzst
 from seta_stream.shards.sources import NpzSource, Sample
@@ -37,28 +45,42 @@ def test_truncated_shard(ds: Path) -> None:
         list(read_samples(ds, [250]))
 
 
-def test_index_offset_past_end(ds: Path) -> None:
+def _edit_offsets(ds: Path, edit: dict[int, int], *, manifest_too: bool) -> None:
+    """Rewrite index.parquet with some offsets changed (and its checksum in dataset.json)."""
     t = pq.read_table(ds / "index.parquet")
     offsets = t["offset"].to_numpy().copy()
-    offsets[5] = 10**9
-    pq.write_table(
-        t.set_column(t.column_names.index("offset"), "offset", [offsets]), ds / "index.parquet"
-    )
-    with pytest.raises(
-        ShardFormatError, match=r"shard-000000.tar sample 5 .* at offset 1000000000"
-    ):
-        list(read_samples(ds, [5]))
+    for i, v in edit.items():
+        offsets[i] = v
+    _rewrite_index(ds, t.set_column(t.column_names.index("offset"), "offset", [offsets]),
+                   manifest_too=manifest_too)  # fmt: skip
+
+
+def _rewrite_index(ds: Path, t: pa.Table, *, manifest_too: bool) -> None:
+    pq.write_table(t, ds / "index.parquet")
+    if manifest_too:  # an index that is wrong but consistent with its manifest
+        m = json.loads((ds / "dataset.json").read_text())
+        m["index"]["sha256"] = hashlib.sha256((ds / "index.parquet").read_bytes()).hexdigest()
+        (ds / "dataset.json").write_text(json.dumps(m))
+
+
+def test_index_changed_after_writing(ds: Path) -> None:
+    _edit_offsets(ds, {5: 10**9}, manifest_too=False)
+    with pytest.raises(ChecksumError, match=r"index.parquet: sha256 \w+ but dataset.json records"):
+        Dataset.open(ds)
+
+
+def test_index_offset_past_end(ds: Path) -> None:
+    _edit_offsets(ds, {5: 10**9}, manifest_too=True)
+    with pytest.raises(ManifestError, match=r"index.parquet.* sample 5 .*shard-000000.tar"):
+        Dataset.open(ds)
 
 
 def test_index_offset_shifted(ds: Path) -> None:
-    t = pq.read_table(ds / "index.parquet")
-    offsets = t["offset"].to_numpy().copy()
-    offsets[5] += 512  # still inside the file: the header check catches it
-    pq.write_table(
-        t.set_column(t.column_names.index("offset"), "offset", [offsets]), ds / "index.parquet"
-    )
-    with pytest.raises(ShardFormatError, match=r"sample 5 .*no tar header for field"):
-        list(read_samples(ds, [5]))
+    ds_ = Dataset.open(ds)
+    at = int(ds_.index.offset[5]) + 512  # still inside the file, on another member's data
+    _edit_offsets(ds, {5: at}, manifest_too=True)
+    with pytest.raises(ManifestError, match=r"sample 5 .*shard-000000.tar.*outside the sample"):
+        Dataset.open(ds)
 
 
 def test_unknown_manifest_version(ds: Path) -> None:
@@ -78,8 +100,8 @@ def test_missing_manifest(tmp_path: Path) -> None:
 
 def test_index_rows_disagree_with_manifest(ds: Path) -> None:
     t = pq.read_table(ds / "index.parquet")
-    pq.write_table(t.slice(0, 200), ds / "index.parquet")
-    with pytest.raises(ManifestError, match=r"200 rows but dataset\.json counts 300"):
+    _rewrite_index(ds, t.slice(0, 200), manifest_too=True)
+    with pytest.raises(ManifestError, match=r"0 samples in shard 2 .*dataset.json records 100"):
         Dataset.open(ds)
 
 
