@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast bench-env bench-peers bench-scaling fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,5 +28,22 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not dist and not remote"
 
+# Benchmarks (BENCHMARKS.md): peers need their own environment (.venv-bench: LitData and
+# MosaicML Streaming installed with --no-deps beside the CPU torch).
+.venv-bench/bin/python:
+	bash benchmarks/peers_env.sh
+
+bench-env: .venv-bench/bin/python
+
+bench-peers: .venv-bench/bin/python
+	.venv-bench/bin/python benchmarks/bench_peers.py
+
+bench-scaling: $(STAMP)
+	$(BIN)/python benchmarks/bench_scaling.py && $(BIN)/python benchmarks/plot_scaling.py
+
+# The documented long fuzz run: 100k inputs over every target.
+fuzz: $(STAMP)
+	$(BIN)/python tools/fuzz.py --inputs 100000 --seed 7 --json benchmarks/out/fuzz.json
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench build *.egg-info .pytest_cache .mypy_cache .ruff_cache

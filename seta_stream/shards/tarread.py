@@ -28,7 +28,7 @@ from seta_stream.shards.index import concat_aranges
 if TYPE_CHECKING:
     from seta_stream.shards.reader import Dataset
 
-CHUNK_SAMPLES = 1024
+CHUNK_SAMPLES = 256
 CHUNK_BYTES = 8 << 20  # a chunk holds at most this many bytes (one sample may be larger)
 _HEADER_AT = np.r_[257:262, 124:136]  # the ustar magic and the size field of a header
 _USTAR = np.frombuffer(b"ustar", np.uint8)
