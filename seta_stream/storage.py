@@ -104,6 +104,12 @@ class Store:
             return os.pread(self._fd(name), length, start)
         return self.read_spans([(name, start, start + length)]).data[0]
 
+    def read_into(self, name: str, start: int, view: memoryview) -> int:
+        """Fill `view` from local file `name` at `start`; the bytes read (fewer only at its end)."""
+        if not self.is_local:
+            raise ValueError(f"{self.url}: read_into reads local files only")
+        return os.preadv(self._fd(name), [view], start)
+
     def read_spans(
         self, spans: Sequence[tuple[str, int, int]], *, sizes: Mapping[str, int] | None = None
     ) -> Fetched:

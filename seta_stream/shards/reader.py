@@ -224,6 +224,13 @@ class Dataset:
             return iter_local_tar(self, ids, skip_errors=skip_errors)
         return _in_lists(self.iter_raw(ids, skip_errors=skip_errors), size)
 
+    def pread_into(self, shard: int, start: int, view: memoryview) -> int:
+        """Read shard `shard` from `start` into `view` (local files); the bytes read, counted."""
+        n = self.store.read_into(self.shard_name(shard), start, view)
+        self.stats.requests += 1
+        self.stats.bytes_read += n
+        return n
+
     def pread(self, shard: int, start: int, length: int) -> bytes:
         """Up to `length` bytes of shard `shard` at `start` (fewer only at its end), counted."""
         data = self.store.read_range(self.shard_name(shard), start, length)

@@ -56,6 +56,7 @@ def iter_local_tar(
     """`ds.read_raw(i)` for every `i` in `ids`, in order: a list per chunk read."""
     n = ds.index.num_samples
     lengths = ds.index.length[ids] if len(ids) else np.zeros(0, np.int64)
+    buf: list[bytearray] = [bytearray()]  # one read buffer for the whole pass (see read_chunk)
     a = 0
     for b in chunk_ends(lengths, max_samples=CHUNK_SAMPLES, max_bytes=CHUNK_BYTES):
         part = ids[a:b]
@@ -63,14 +64,23 @@ def iter_local_tar(
         if int(part.min()) < 0 or int(part.max()) >= n:
             bad = int(part[(part < 0) | (part >= n)][0])
             raise IndexError(f"sample id {bad} out of range [0, {n})")
-        yield read_chunk(ds, part, skip_errors=skip_errors)
+        yield read_chunk(ds, part, skip_errors=skip_errors, buf=buf)
 
 
-def read_chunk(ds: Dataset, part: np.ndarray, *, skip_errors: bool) -> list[Raw | SeTaStreamError]:
-    """The raw samples `part` (valid ids) of a local tar dataset, in order."""
+def read_chunk(
+    ds: Dataset, part: np.ndarray, *, skip_errors: bool, buf: list[bytearray] | None = None
+) -> list[Raw | SeTaStreamError]:
+    """The raw samples `part` (valid ids) of a local tar dataset, in order.
+
+    The chunk's bytes are read into `buf[0]` (replaced by a larger one when needed; pass the
+    same list for every chunk of a pass): a fresh megabyte-sized bytes object per chunk costs
+    the allocator an mmap, page faults and a munmap each time (measured: up to 1.6x the whole
+    read path).
+    """
     idx = ds.index
+    buf = [bytearray()] if buf is None else buf
     try:
-        buf, start, end, got = _read_runs(ds, part)
+        view, start, end, got = _read_runs(ds, part, buf)
     except SeTaStreamError:  # e.g. a shard whose size changed: each sample gets the error
         if not skip_errors:
             raise
@@ -80,12 +90,14 @@ def read_chunk(ds: Dataset, part: np.ndarray, *, skip_errors: bool) -> list[Raw 
     owner = np.repeat(np.arange(len(part)), counts)
     rel = idx.moffset[rows] - idx.offset[part][owner] + start[owner]
     size = idx.msize[rows]
-    ok = headers_ok(buf, rel, size, start[owner], end[owner])
+    ok = headers_ok(view, rel, size, start[owner], end[owner])
     bad = got < end  # the sample's bytes were not all read: shard truncated
     bad[owner[~ok]] = True
     names = idx.field_names
     mfield = idx.mfield[rows]
-    values = list(map(buf.__getitem__, map(slice, rel.tolist(), (rel + size).tolist())))
+    values = list(
+        map(bytes, map(view.__getitem__, map(slice, rel.tolist(), (rel + size).tolist())))
+    )
     keys = idx.keys.take(pa.array(part)).to_pylist()
     out = _dicts(part.tolist(), keys, counts, [names[f] for f in mfield.tolist()], values)
     zst = [f[-4:] == ".zst" for f in names]
@@ -131,12 +143,16 @@ def guard(read: Callable[[], Raw], skip_errors: bool) -> Raw | SeTaStreamError:
         return e
 
 
-def _read_runs(ds: Dataset, part: np.ndarray) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
-    """Read `part`'s byte ranges, one pread per run of back-to-back samples of one shard.
+def _read_runs(
+    ds: Dataset, part: np.ndarray, buf: list[bytearray]
+) -> tuple[memoryview, np.ndarray, np.ndarray, np.ndarray]:
+    """Read `part`'s byte ranges into `buf[0]`, one pread per run of back-to-back samples of one
+    shard.
 
     The chunk is read in (shard, offset) order, whatever its read order (open shards are
-    interleaved). Returns the bytes read (runs concatenated) and, per sample of `part`, where
-    its range starts and ends in them and how far the bytes read reach within its run.
+    interleaved). Returns a view of the bytes read (runs one after the other) and, per sample
+    of `part`, where its range starts and ends in them and how far the bytes read reach within
+    its run (short of its end: the shard was truncated).
     """
     idx = ds.index
     order = np.lexsort((idx.offset[part], idx.shard[part]))
@@ -147,23 +163,27 @@ def _read_runs(ds: Dataset, part: np.ndarray) -> tuple[bytes, np.ndarray, np.nda
     first = np.flatnonzero(brk)
     last = np.append(first[1:], len(sp)) - 1
     r0, r1 = off[first], off[last] + ln[last]
-    pieces = [
-        ds.pread(s, a, b - a)
-        for s, a, b in zip(shard[first].tolist(), r0.tolist(), r1.tolist(), strict=True)
+    base = np.zeros(len(first) + 1, np.int64)
+    np.cumsum(r1 - r0, out=base[1:])
+    total = int(base[-1])
+    if len(buf[0]) < total:  # a new one: views of the old may still be alive
+        buf[0] = bytearray(max(total, 2 * len(buf[0])))
+    view = memoryview(buf[0])[:total]
+    got = [
+        ds.pread_into(s, a, view[p:q])
+        for s, a, p, q in zip(
+            shard[first].tolist(), r0.tolist(), base[:-1].tolist(), base[1:].tolist(), strict=True
+        )
     ]
-    sizes = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
-    base = np.zeros(len(pieces), np.int64)
-    np.cumsum(sizes[:-1], out=base[1:])
     run = np.repeat(np.arange(len(first)), last - first + 1)
     start, reach = np.empty(len(sp), np.int64), np.empty(len(sp), np.int64)
     start[order] = base[run] + off - r0[run]
-    reach[order] = (base + sizes)[run]
-    buf = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-    return buf, start, start + idx.length[part], reach
+    reach[order] = (base[:-1] + np.asarray(got, np.int64))[run]
+    return view, start, start + idx.length[part], reach
 
 
 def headers_ok(
-    buf: bytes, rel: np.ndarray, size: np.ndarray, lo: np.ndarray, hi: np.ndarray
+    buf: bytes | memoryview, rel: np.ndarray, size: np.ndarray, lo: np.ndarray, hi: np.ndarray
 ) -> np.ndarray:
     """Per member at `rel` of `size` bytes in `buf`: its ustar header (magic, size field) is in
     the 512 bytes in front of it, and header and data lie within its sample's `[lo, hi)`.
