@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seta_stream.remote import Span, coalesce
-from seta_stream.shards.tarread import guard
+from seta_stream.shards.tarread import chunk_ends, guard
 
 if TYPE_CHECKING:
     from seta_stream.shards.reader import Dataset
@@ -34,18 +34,7 @@ THREAD_PREFIX = "seta_stream-fetch"
 def chunk_bounds(lengths: np.ndarray, *, max_samples: int, max_bytes: int) -> list[int]:
     """Start positions of the chunks (plus the end): <= max_samples samples and <= max_bytes
     bytes each (a single sample larger than max_bytes is a chunk of its own)."""
-    bounds = [0]
-    n = len(lengths)
-    start = 0
-    total = 0
-    for k, size in enumerate(lengths.tolist()):
-        if k > start and (k - start >= max_samples or total + size > max_bytes):
-            bounds.append(k)
-            start, total = k, 0
-        total += size
-    if n:
-        bounds.append(n)
-    return bounds
+    return [0, *chunk_ends(lengths, max_samples=max_samples, max_bytes=max_bytes)]
 
 
 def fetch_chunk(dataset: Dataset, ids: list[int], skip_errors: bool = False) -> list[Any]:

@@ -67,7 +67,7 @@ def read_part(
             for k in ranks:
                 got[k] = None
             ws = list(weights[todo[t0:t1]]) if weights is not None else [_ONE] * len(items)
-            if make_item is None and all(type(x) is dict for x in items):
+            if make_item is None and (not skip or all(type(x) is dict for x in items)):
                 for item, w in zip(items, ws, strict=True):
                     item["__weight__"] = w
                 tally.yielded += len(items)

@@ -231,13 +231,6 @@ class Dataset:
         self.stats.bytes_read += n
         return n
 
-    def pread(self, shard: int, start: int, length: int) -> bytes:
-        """Up to `length` bytes of shard `shard` at `start` (fewer only at its end), counted."""
-        data = self.store.read_range(self.shard_name(shard), start, length)
-        self.stats.requests += 1
-        self.stats.bytes_read += len(data)
-        return data
-
     def _bad_header(self, i: int, field: str, size: int, at: int) -> None:
         raise ShardFormatError(
             f"{self._where(i)}: no tar header for field {field!r} of {size} bytes in front "
