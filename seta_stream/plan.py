@@ -3,6 +3,10 @@
 Pure functions of (selected ids, shard and offset of every sample, seed, epoch, world): no
 I/O, no global RNG. A run resumes mid-epoch by recomputing the plan and skipping ahead.
 
+Sample ids run in shard order (and within a shard in file order), so a shard's selected
+samples are one block of the sorted selection: nothing here sorts or holds an array over all
+N samples, only over the selection.
+
 1. **Shard order** is a seeded permutation of the shards that hold selected samples.
 2. **Read order**: shards are taken `open_shards` at a time; within such a group the selected
    samples of each shard are read in ascending offset, and the shards of the group are
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seta_stream.errors import SeTaStreamError
+from seta_stream.shards.index import concat_aranges
 
 _SALT_SHARDS, _SALT_SHUFFLE = 0x5E7A, 0xB0FF
 _MASK64 = (1 << 64) - 1
@@ -91,31 +96,72 @@ def _rng(seed: int, epoch: int, salt: int) -> np.random.Generator:
 
 def read_order(
     ids: np.ndarray,
-    shard: np.ndarray,
-    offset: np.ndarray,
+    first: np.ndarray,
     *,
     seed: int,
     epoch: int,
     open_shards: int = 4,
     shuffle: bool = True,
 ) -> np.ndarray:
-    """All selected ids in the order they are read (before the rank split)."""
+    """All selected ids (sorted, unique) in the order they are read (before the rank split).
+
+    `first`: the per-shard first sample ids (`Manifest.first_ids`, shards + 1 entries).
+    """
     ids = np.asarray(ids, dtype=np.int64)
-    if not shuffle or len(ids) == 0:
-        return ids[np.lexsort((offset[ids], shard[ids]))]
-    s = shard[ids]
-    uniq = np.unique(s)
+    return ids[read_positions(ids, first, seed=seed, epoch=epoch, open_shards=open_shards,
+                              shuffle=shuffle)]  # fmt: skip
+
+
+def read_positions(
+    ids: np.ndarray,
+    first: np.ndarray,
+    *,
+    seed: int,
+    epoch: int,
+    open_shards: int = 4,
+    shuffle: bool = True,
+    batch_samples: int = 1 << 22,
+) -> np.ndarray:
+    """Positions into `ids` in read order (see `read_order`), without a sort over the
+    selection: ids in shard order give each shard's block by a binary search per shard, and
+    the round robin within a group of shards is counted, a batch of groups at a time."""
+    ids = np.asarray(ids, dtype=np.int64)
+    n = len(ids)
+    if n > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+        raise SeTaStreamError("read_order: the selected ids must be sorted and unique")
+    if not shuffle or n == 0:
+        return np.arange(n, dtype=np.int64)
+    if int(ids[0]) < int(first[0]) or int(ids[-1]) >= int(first[-1]):
+        raise SeTaStreamError(f"read_order: ids outside [0, {int(first[-1])})")
+    lo = np.searchsorted(ids, first)  # shard s's selected ids are ids[lo[s]:lo[s + 1]]
+    counts = np.diff(lo)
+    uniq = np.flatnonzero(counts)
     perm = _rng(seed, epoch, _SALT_SHARDS).permutation(len(uniq))
-    pos_of_shard = np.empty(int(uniq.max()) + 1, np.int64)
-    pos_of_shard[uniq[perm]] = np.arange(len(uniq))
-    pos = pos_of_shard[s]  # the shard's place in the shuffled shard order
-    by_shard = np.lexsort((offset[ids], pos))  # by shard position, then ascending offset
-    sorted_pos = pos[by_shard]
-    starts = np.searchsorted(sorted_pos, sorted_pos, side="left")
-    within = np.arange(len(ids)) - starts  # rank of each sample inside its shard
-    group = sorted_pos // max(open_shards, 1)
-    order = np.lexsort((sorted_pos, within, group))  # group, then round robin over its shards
-    return ids[by_shard][order]
+    k = max(open_shards, 1)
+    order = uniq[perm]  # shards in read order, padded to whole groups with empty shards
+    cnt = np.zeros(-(-len(order) // k) * k, np.int64)
+    cnt[: len(order)] = counts[order]
+    start = np.zeros(len(cnt), np.int64)
+    start[: len(order)] = lo[order]
+    gsize = cnt.reshape(-1, k).sum(axis=1)
+    gend = np.cumsum(gsize)
+    out = np.empty(n, np.int64)
+    g0 = 0
+    while g0 < len(gsize):  # batches of groups of about batch_samples samples
+        base = int(gend[g0 - 1]) if g0 else 0
+        g1 = max(g0 + 1, int(np.searchsorted(gend, base + batch_samples, side="right")))
+        c, st = cnt[g0 * k : g1 * k], start[g0 * k : g1 * k]
+        within = concat_aranges(c)  # each sample's rank inside its shard
+        slot = np.repeat(np.arange(len(c)), c)  # its shard's slot in the batch
+        table = c.reshape(-1, k)  # per group: the counts of its k shards
+        grp, p = slot // k, slot % k
+        pos = (np.concatenate([[base], gend[g0 : g1 - 1]]) - base)[grp]
+        for q in range(k):  # samples read before it: rank < within in any shard of the
+            cq = table[grp, q]  # group, and rank == within in an earlier shard
+            pos += np.minimum(cq, within) + ((q < p) & (cq > within))
+        out[base + pos] = st[slot] + within
+        g0 = g1
+    return out
 
 
 def per_rank_count(num_selected: int, world_size: int) -> int:

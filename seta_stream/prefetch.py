@@ -75,18 +75,30 @@ def fetch_chunk(dataset: Dataset, ids: list[int], skip_errors: bool = False) -> 
     return out
 
 
+def _chunks(dataset: Dataset, ids: np.ndarray) -> Iterator[list[int]]:
+    """`ids` cut into fetch chunks; each block's lengths gathered only when it comes up (the
+    index of a shard is read when the first chunk that needs it is cut)."""
+    opts = dataset.store.remote
+    n = dataset.index.num_samples
+    for a in range(0, len(ids), opts.chunk_samples):
+        block = ids[a : a + opts.chunk_samples]
+        if int(block.min()) < 0 or int(block.max()) >= n:
+            bad = int(block[(block < 0) | (block >= n)][0])
+            raise IndexError(f"sample id {bad} out of range [0, {n})")
+        lengths = dataset.index.lengths(block)
+        bounds = chunk_bounds(lengths, max_samples=opts.chunk_samples, max_bytes=opts.chunk_bytes)
+        for b0, b1 in itertools.pairwise(bounds):
+            yield block[b0:b1].tolist()
+
+
 class Prefetcher(Iterator[Any]):
     """Raw samples `ids` of a remote `dataset`, in order, fetched ahead in chunks."""
 
     def __init__(self, dataset: Dataset, ids: np.ndarray, *, skip_errors: bool = False) -> None:
         opts = dataset.store.remote
-        ids = np.asarray(ids, dtype=np.int64)
-        lengths = dataset.index.length[ids] if len(ids) else np.zeros(0, np.int64)
-        bounds = chunk_bounds(lengths, max_samples=opts.chunk_samples, max_bytes=opts.chunk_bytes)
-        self._chunks = [ids[a:b].tolist() for a, b in itertools.pairwise(bounds)]
+        self._chunks: Iterator[list[int]] | None = _chunks(dataset, np.asarray(ids, np.int64))
         self._dataset = dataset
         self._skip = skip_errors
-        self._next = 0
         self._ahead = opts.prefetch
         self._pending: collections.deque[Future[list[Any]]] = collections.deque()
         self._pool: ThreadPoolExecutor | None = None
@@ -94,12 +106,13 @@ class Prefetcher(Iterator[Any]):
         self._pos = 0
 
     def _submit(self) -> None:
-        while len(self._pending) < self._ahead and self._next < len(self._chunks):
+        while len(self._pending) < self._ahead and self._chunks is not None:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._chunks = None
+                break
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._ahead, thread_name_prefix=THREAD_PREFIX)
-            chunk = self._chunks[self._next]
-            self._chunks[self._next] = []
-            self._next += 1
             self._pending.append(self._pool.submit(fetch_chunk, self._dataset, chunk, self._skip))
 
     def __next__(self) -> Any:
@@ -123,7 +136,7 @@ class Prefetcher(Iterator[Any]):
     def close(self) -> None:
         """Stop fetching ahead: cancel queued chunks, wait for running ones, join the threads."""
         pool, self._pool = self._pool, None
-        self._next = len(self._chunks)
+        self._chunks = None
         for fut in self._pending:
             fut.cancel()
         self._pending.clear()

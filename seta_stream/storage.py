@@ -190,6 +190,8 @@ class Store:
             self._retry(lambda: self.fs.pipe_file(self.path(name), data), f"writing {name}")
             return
         tmp = self.tmp_name(name)
+        if self.is_local:
+            os.makedirs(os.path.dirname(self.path(tmp)), exist_ok=True)
         with self.open(tmp, "wb") as f:
             f.write(data)
             if self.is_local:

@@ -49,7 +49,7 @@ from seta_stream.plan import (
     World,
     per_rank_count,
     rank_part,
-    read_order,
+    read_positions,
     selection_digest,
     worker_part,
 )
@@ -109,12 +109,12 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
             )
         self._work = WorkDir(workdir)
         self.workdir = self._work.path  # the folder shared with DataLoader workers
-        os.makedirs(os.path.join(self.workdir, "index"))
-        self.dataset.share_index(os.path.join(self.workdir, "index"))
         self._pending: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         self.epoch: int | None = None
         self._digest = ""
-        self._selected = self._bytes_selected = self._bytes_selected_total = 0
+        self._selected = 0
+        self._bytes_selected: int | None = 0
+        self._mine = np.zeros(0, np.int64)
         self._selected_total = 0
         self._updates_base = 0  # loss values given to the table before this process
         self._resume: resume.Resume | None = None
@@ -156,23 +156,29 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self._resume = None
 
     def _start(self, epoch: int, ids: np.ndarray, weights: np.ndarray | None) -> None:
-        idx = self.dataset.index
-        order = read_order(ids, idx.shard, idx.offset, seed=self.seed, epoch=epoch,
-                           open_shards=self.open_shards, shuffle=self.shuffle)  # fmt: skip
-        w = None
-        if weights is not None:
-            full = np.ones(self.dataset.num_samples, np.float32)
-            full[ids] = weights
-            w = full[order]
+        rows = read_positions(ids, self.dataset.manifest.first_ids, seed=self.seed, epoch=epoch,
+                              open_shards=self.open_shards, shuffle=self.shuffle)  # fmt: skip
+        order = ids[rows]
+        w = None if weights is None else np.asarray(weights, np.float32)[rows]
         digest = selection_digest(ids)
         self._work.publish(Plan(epoch, order, w, digest))
+        del rows, w
         mine = rank_part(order, self.rank, self.world_size)
         self.epoch, self._digest, self._selected = epoch, digest, len(mine)
-        self._bytes_selected = int(idx.length[mine].sum())
+        self._bytes_selected = None  # counted when stats() asks: it reads the shards' indexes
+        self._mine = mine
         self._selected_total += self._selected
-        self._bytes_selected_total += self._bytes_selected
         self._work.counters()[0] = 0  # the epoch's counters; row 1 keeps the totals
         self._iter, self._stages, self._yielded_here, self._iterated_here = None, (), 0, False
+
+    def _bytes_of_epoch(self) -> int:
+        """Bytes of this rank's selected samples this epoch (reads their shards' indexes)."""
+        if self._bytes_selected is None:
+            mine, total = self._mine, 0
+            for a in range(0, len(mine), 1 << 20):
+                total += int(self.dataset.index.lengths(np.sort(mine[a : a + (1 << 20)])).sum())
+            self._bytes_selected = total
+        return self._bytes_selected
 
     def __len__(self) -> int:
         """Samples this rank yields in the current epoch (all workers together)."""
@@ -278,9 +284,9 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
     def stats(self) -> dict[str, Any]:
         """This rank's figures for the current epoch and since the start (workers included)."""
         epoch, total = self._work.figures()
-        epoch.update(samples_selected=self._selected, bytes_selected=self._bytes_selected)
+        bytes_selected = self._bytes_of_epoch() if self.epoch is not None else 0
+        epoch.update(samples_selected=self._selected, bytes_selected=bytes_selected)
         total.update(samples_selected=self._selected_total)
-        total.update(bytes_selected=self._bytes_selected_total)
         return {**epoch, "epoch": self.epoch, "total": total}
 
     def _expect(self) -> dict[str, Any]:

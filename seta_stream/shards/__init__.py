@@ -7,6 +7,7 @@ from seta_stream.shards.index import SampleIndex
 from seta_stream.shards.maintain import index_tars, merge, verify
 from seta_stream.shards.manifest import INDEX_NAME, MANIFEST_NAME, Manifest, ShardInfo
 from seta_stream.shards.reader import Dataset, ReadStats, SampleReader, read_samples
+from seta_stream.shards.scan import scan_index
 from seta_stream.shards.sources import Sample, Source, open_source
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "merge",
     "open_source",
     "read_samples",
+    "scan_index",
     "verify",
 ]

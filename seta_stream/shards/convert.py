@@ -25,7 +25,8 @@ import zstandard
 from tqdm import tqdm
 
 from seta_stream.errors import ManifestError, SourceError
-from seta_stream.shards.index import IndexBuilder, write_index
+from seta_stream.shards.index import IndexBuilder
+from seta_stream.shards.shardindex import write_index_files
 from seta_stream.shards.manifest import (
     INDEX_NAME,
     MANIFEST_NAME,
@@ -243,21 +244,14 @@ def _finish(
     manifest_name: str,
     index_name: str,
 ) -> Manifest:
-    import hashlib
-    import io
-
-    buf = io.BytesIO()
     meta_cols = tuple(dict.fromkeys(source.metadata_columns))
-    write_index(index.table(meta_cols), buf)
-    store.write_atomic(index_name, buf.getvalue())
+    del index_name  # version 2: one index file per shard (seta_stream.shards.shardindex)
     manifest = Manifest(
         format=opts.format,
-        shards=tuple(shards),
+        shards=write_index_files(store, index.table(meta_cols), shards),
         fields=tuple(fields),
         compression="zstd" if opts.compress else None,
         metadata_columns=meta_cols,
-        index_sha256=hashlib.sha256(buf.getvalue()).hexdigest(),
-        index_name=index_name,
         extra={**source.extra, "source": source.description},
     )
     write_manifest(store, manifest, manifest_name)

@@ -119,9 +119,6 @@ def write_index(table: pa.Table, where: object) -> None:
     pq.write_table(table, where, compression="zstd", row_group_size=1 << 20)
 
 
-_ARRAYS = ("shard", "offset", "length", "mstart", "mfield", "moffset", "msize")
-
-
 @dataclass(frozen=True, kw_only=True)
 class SampleIndex:
     """The index as flat numpy arrays; `members_of(i)` slices one sample's members."""
@@ -144,9 +141,9 @@ class SampleIndex:
     def from_table(
         cls, table: pa.Table, *, source: str, manifest: Manifest | None = None
     ) -> SampleIndex:
-        """The index in `table`, its types and invariants checked (see `check_index`);
-        with `manifest`, also checked against the shards it lists."""
-        cols = _typed_columns(table, source)
+        """The index in `table` (a whole `index.parquet`), its types and invariants checked
+        (see `check_index`); with `manifest`, also checked against the shards it lists."""
+        cols = _typed_columns(table, source, _COLUMN_TYPES)
         n = table.num_rows
         ids = cols["sample_id"].to_numpy()
         if n and not np.array_equal(ids, np.arange(n, dtype=ids.dtype)):
@@ -154,6 +151,22 @@ class SampleIndex:
             raise ManifestError(
                 f"{source}: sample_id at row {first} is {ids[first]}, expected {first}"
             )
+        index = cls._from_columns(cols, cols["shard"].to_numpy().astype(np.int32), source)
+        check_index(index, source=source, manifest=manifest)
+        return index
+
+    @classmethod
+    def from_shard_table(cls, table: pa.Table, *, source: str, shard: int) -> SampleIndex:
+        """One shard's index file (`seta_stream.shards.shardindex`), types checked; the
+        ranges are checked by the caller, which knows the shard's place in the dataset."""
+        cols = _typed_columns(table, source, _SHARD_COLUMN_TYPES)
+        return cls._from_columns(cols, np.full(table.num_rows, shard, np.int32), source)
+
+    @classmethod
+    def _from_columns(
+        cls, cols: dict[str, pa.ChunkedArray], shard: np.ndarray, source: str
+    ) -> SampleIndex:
+        n = len(shard)
         members = cols["members"].combine_chunks()
         if n:
             flat = members.flatten()
@@ -168,9 +181,9 @@ class SampleIndex:
                 raise ManifestError(f"{source}: sample {row} has a member with a null {name}")
         names = flat.field("name").dictionary_encode()
         _check_field_names(names.dictionary.to_pylist(), source)
-        index = cls(
+        return cls(
             keys=cols["key"].combine_chunks(),
-            shard=cols["shard"].to_numpy().astype(np.int32),
+            shard=shard,
             offset=cols["offset"].to_numpy().astype(np.int64),
             length=cols["length"].to_numpy().astype(np.int64),
             mstart=start,
@@ -179,50 +192,6 @@ class SampleIndex:
             msize=flat.field("size").to_numpy(zero_copy_only=False).astype(np.int64),
             field_names=tuple(names.dictionary.to_pylist()),
         )
-        check_index(index, source=source, manifest=manifest)
-        return index
-
-    def save(self, folder: str) -> None:
-        """Write the arrays as `.npy` files (and keys as Arrow IPC) for `load(mmap=True)`."""
-        import json
-        import os
-
-        for name in _ARRAYS:
-            np.save(os.path.join(folder, f"{name}.npy"), getattr(self, name))
-        with pa.OSFile(os.path.join(folder, "keys.arrow"), "wb") as f:
-            batch = pa.record_batch([self.keys], names=["key"])
-            with pa.ipc.new_file(f, batch.schema) as w:
-                w.write_batch(batch)
-        with open(os.path.join(folder, "fields.json"), "w") as f:
-            json.dump(list(self.field_names), f)
-
-    @classmethod
-    def load(cls, folder: str) -> SampleIndex:
-        """Memory-map an index written by `save`: processes that load it share its pages.
-
-        The arrays' shapes and dtypes are checked (not the spans: `save` wrote a checked index).
-        """
-        import json
-        import os
-
-        try:
-            # plain ndarray views of the maps: the same shared pages, without np.memmap's
-            # per-item overhead on the read path
-            arrays = {
-                n: np.load(os.path.join(folder, f"{n}.npy"), mmap_mode="r").view(np.ndarray)
-                for n in _ARRAYS
-            }
-            path = os.path.join(folder, "keys.arrow")
-            table = pa.ipc.open_file(pa.memory_map(path)).read_all()
-            with open(os.path.join(folder, "fields.json"), "rb") as f:
-                names = json.load(f)
-            keys = table.column("key").combine_chunks()
-        except (OSError, ValueError, KeyError, RecursionError, pa.ArrowException) as e:
-            raise ManifestError(f"{folder}: unreadable shared index ({e})") from e
-        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
-            raise ManifestError(f"{folder}/fields.json: not a list of field names")
-        _check_arrays(arrays, keys, len(names), folder)
-        return cls(keys=keys, field_names=tuple(names), **arrays)
 
     def members_of(self, i: int) -> tuple[list[str], np.ndarray, np.ndarray]:
         a, b = self.mstart[i], self.mstart[i + 1]
@@ -270,12 +239,17 @@ _COLUMN_TYPES = {
 }
 
 
-def _typed_columns(table: pa.Table, source: str) -> dict[str, pa.ChunkedArray]:
-    missing = [c for c in INDEX_COLUMNS if c not in table.column_names]
+_SHARD_COLUMN_TYPES = {k: v for k, v in _COLUMN_TYPES.items() if k not in ("sample_id", "shard")}
+
+
+def _typed_columns(
+    table: pa.Table, source: str, types: dict[str, pa.DataType]
+) -> dict[str, pa.ChunkedArray]:
+    missing = [c for c in types if c not in table.column_names]
     if missing:
         raise ManifestError(f"{source}: index lacks columns {missing}")
     out = {}
-    for name, want in _COLUMN_TYPES.items():
+    for name, want in types.items():
         col = table.column(name)
         if col.null_count:
             raise ManifestError(f"{source}: sample {_first_null(col)} has a null {name!r}")
@@ -306,31 +280,3 @@ def _check_field_names(names: list[str], source: str) -> None:
 
 def _first_null(col: pa.Array | pa.ChunkedArray) -> int:
     return int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-
-
-def _check_arrays(arrays: dict[str, np.ndarray], keys: pa.Array, nfields: int, where: str) -> None:
-    """Shapes and dtypes of a shared index's arrays, and the member table's bounds."""
-    n, m = len(arrays["offset"]), len(arrays["moffset"])
-    want = {
-        "shard": (n, np.int32),
-        "offset": (n, np.int64),
-        "length": (n, np.int64),
-        "mstart": (n + 1, np.int64),
-        "mfield": (m, np.int32),
-        "moffset": (m, np.int64),
-        "msize": (m, np.int64),
-    }
-    for name, (size, dtype) in want.items():
-        arr = arrays[name]
-        if arr.ndim != 1 or len(arr) != size or arr.dtype != dtype:
-            raise ManifestError(
-                f"{where}/{name}.npy: {arr.dtype}{list(arr.shape)}, expected {np.dtype(dtype)}"
-                f"[{size}]; the shared index is damaged"
-            )
-    start = arrays["mstart"]
-    if start[0] != 0 or start[-1] != m or (n and int(np.diff(start).min()) < 0):
-        raise ManifestError(f"{where}/mstart.npy: not a member table of {m} members")
-    if m and not 0 <= int(arrays["mfield"].min()) <= int(arrays["mfield"].max()) < nfields:
-        raise ManifestError(f"{where}/mfield.npy: field codes outside [0, {nfields})")
-    if len(keys) != n or not pa.types.is_string(keys.type):
-        raise ManifestError(f"{where}/keys.arrow: {len(keys)} {keys.type} keys for {n} samples")

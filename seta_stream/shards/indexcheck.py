@@ -31,24 +31,44 @@ __all__ = ["check_index"]
 _HEADER = 512  # a tar member's data starts at least one header block after its sample's span
 
 
-def check_index(index: SampleIndex, *, source: str, manifest: Manifest | None = None) -> None:
-    """Raise `ManifestError` if `index` (read from `source`) has impossible byte ranges."""
-    _Checker(index, source, manifest).run()
+def check_index(
+    index: SampleIndex,
+    *,
+    source: str,
+    manifest: Manifest | None = None,
+    shard: int | None = None,
+    base: int = 0,
+) -> None:
+    """Raise `ManifestError` if `index` (read from `source`) has impossible byte ranges.
+
+    With `shard`, `index` is that one shard's rows, whose first row is sample `base`.
+    """
+    _Checker(index, source, manifest, shard, base).run()
 
 
 class _Checker:
-    def __init__(self, index: SampleIndex, source: str, manifest: Manifest | None) -> None:
+    def __init__(
+        self,
+        index: SampleIndex,
+        source: str,
+        manifest: Manifest | None,
+        shard: int | None = None,
+        base: int = 0,
+    ) -> None:
         self.idx = index
         self.source = source
         self.manifest = manifest
+        self.shard = shard
+        self.base = base
         self.owner = np.repeat(np.arange(index.num_samples), np.diff(index.mstart))
 
     def where(self, i: int) -> str:
-        """Sample `i` as messages name it: index file, id, key, shard (and its file)."""
+        """Sample `i` (a row) as messages name it: index file, id, key, shard (and its file)."""
         idx, s = self.idx, int(self.idx.shard[i])
         shards = self.manifest.shards if self.manifest is not None else ()
         name = f" ({shards[s].name})" if 0 <= s < len(shards) else ""
-        return f"{self.source}: sample {i} ({idx.keys[i].as_py()!r}) in shard {s}{name}"
+        sid = self.base + i
+        return f"{self.source}: sample {sid} ({idx.keys[i].as_py()!r}) in shard {s}{name}"
 
     def run(self) -> None:
         idx, owner = self.idx, self.owner
@@ -83,7 +103,8 @@ class _Checker:
         if len(bad):
             i = int(bad[0]) + 1
             raise ManifestError(
-                f"{self.where(i)} at offset {int(idx.offset[i])} comes after sample {i - 1} "
+                f"{self.where(i)} at offset {int(idx.offset[i])} comes after sample "
+                f"{self.base + i - 1} "
                 f"(shard {int(idx.shard[i - 1])}, offset {int(idx.offset[i - 1])}); an index "
                 "lists samples in shard and file order (rows swapped or reordered?)"
             )
@@ -117,7 +138,7 @@ class _Checker:
             key_b = self.idx.keys[b].as_py()
             raise ManifestError(
                 f"{self.where(a)}: its {what} at bytes {int(start[k])}..{int(end[k])} overlap "
-                f"those of sample {b} ({key_b!r}) at bytes {int(start[k + 1])}..{int(end[k + 1])}"
+                f"those of sample {self.base + b} ({key_b!r}) at bytes {int(start[k + 1])}..{int(end[k + 1])}"
                 "; an index must give each sample bytes of its own (re-run tools/shard.py index)"
             )
 
@@ -129,6 +150,8 @@ class _Checker:
             raise ManifestError(f"{self.where(i)}: dataset.json lists {n} shards")
         per_shard = np.bincount(idx.shard, minlength=n)
         for s, info in enumerate(shards):
+            if self.shard is not None and s != self.shard:
+                continue
             if per_shard[s] != info.samples:
                 raise ManifestError(
                     f"{self.source}: {per_shard[s]} samples in shard {s} ({info.name}), "
@@ -137,7 +160,7 @@ class _Checker:
 
     def _within_shards(self, manifest: Manifest, mend: np.ndarray) -> None:
         idx, owner = self.idx, self.owner
-        size = np.array([s.bytes for s in manifest.shards], np.int64)
+        size = manifest.shard_bytes
         past = np.flatnonzero(mend > size[idx.shard[owner]])
         if len(past):
             k = int(past[0])

@@ -32,6 +32,7 @@ from seta_stream.shards.manifest import (
     read_manifest,
     write_manifest,
 )
+from seta_stream.shards.shardindex import write_index_files
 from seta_stream.shards.tarindex import TarScan, scan_tar
 from seta_stream.storage import Store
 
@@ -39,10 +40,9 @@ _PART = re.compile(r"^dataset\.part-(\d{5})-of-(\d{5})\.json$")
 
 
 def _finish(store: Store, table: pa.Table, manifest_kw: dict[str, Any]) -> Manifest:
-    buf = io.BytesIO()
-    write_index(table, buf)
-    store.write_atomic(INDEX_NAME, buf.getvalue())
-    manifest = Manifest(index_sha256=hashlib.sha256(buf.getvalue()).hexdigest(), **manifest_kw)
+    """Write the per-shard index files, then the manifest (last: the dataset is finished)."""
+    shards = write_index_files(store, table, manifest_kw.pop("shards"))
+    manifest = Manifest(shards=shards, **manifest_kw)
     write_manifest(store, manifest)
     return manifest
 

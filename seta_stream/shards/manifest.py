@@ -1,12 +1,17 @@
 """`dataset.json`: the versioned manifest of a sharded dataset.
 
 ```json
-{"kind": "seta_stream.dataset", "version": 1, "format": "tar",
+{"kind": "seta_stream.dataset", "version": 2, "format": "tar",
  "fields": ["cls", "x.npy"], "compression": null, "num_samples": 4000,
- "index": {"name": "index.parquet", "sha256": "…"},
+ "index": {"layout": "shards"},
  "metadata_columns": ["label"],
- "shards": [{"name": "shard-000000.tar", "bytes": 1234, "samples": 1000, "sha256": "…"}]}
+ "shards": [{"name": "shard-000000.tar", "bytes": 1234, "samples": 1000, "sha256": "…",
+             "index_sha256": "…"}]}
 ```
+Version 2 keeps each shard's index in its own file, `index/<shard name>.parquet`
+(`seta_stream.shards.shardindex`), checked against `index_sha256` when first read. Version 1
+kept one `index.parquet` for the whole dataset (`index.name`, `index.sha256`); it still opens,
+and `tools/shard.py upgrade DIR` rewrites it as version 2.
 The manifest is written last, atomically: a dataset without it is not finished.
 """
 
@@ -16,7 +21,10 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
+
+import numpy as np
 
 from seta_stream.errors import ManifestError
 from seta_stream.storage import Store
@@ -24,8 +32,8 @@ from seta_stream.storage import Store
 MANIFEST_NAME = "dataset.json"
 INDEX_NAME = "index.parquet"
 MANIFEST_KIND = "seta_stream.dataset"
-MANIFEST_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+MANIFEST_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 Format = Literal["tar", "arrow"]
 _SHA256 = re.compile("[0-9a-f]{64}")
@@ -37,12 +45,20 @@ class ShardInfo:
     bytes: int
     samples: int
     sha256: str | None = None
+    index_sha256: str | None = None  # version 2: sha256 of the shard's index file
 
     def __post_init__(self) -> None:
         check_name(self.name, "shard name")
         _count(self.bytes, f"shard {self.name!r} bytes")
         _count(self.samples, f"shard {self.name!r} samples")
         _sha256_or_none(self.sha256, f"shard {self.name!r} sha256")
+        _sha256_or_none(self.index_sha256, f"shard {self.name!r} index_sha256")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["index_sha256"] is None:
+            del d["index_sha256"]
+        return d
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,14 +80,31 @@ class Manifest:
             raise ManifestError(f"extra must be a dict, got {type(self.extra).__name__}")
 
     @property
+    def per_shard_index(self) -> bool:
+        """Version 2: one index file per shard; version 1: one `index.parquet`."""
+        return self.version >= 2
+
+    @cached_property
+    def first_ids(self) -> np.ndarray:
+        """int64 [shards + 1]: shard s holds sample ids first_ids[s] .. first_ids[s+1]-1."""
+        first = np.zeros(len(self.shards) + 1, np.int64)
+        np.cumsum([s.samples for s in self.shards], out=first[1:])
+        return first
+
+    @cached_property
+    def shard_bytes(self) -> np.ndarray:
+        """int64 [shards]: each shard file's size."""
+        return np.array([s.bytes for s in self.shards], np.int64)
+
+    @property
     def num_samples(self) -> int:
-        return sum(s.samples for s in self.shards)
+        return int(self.first_ids[-1])
 
     @property
     def total_bytes(self) -> int:
-        return sum(s.bytes for s in self.shards)
+        return int(self.shard_bytes.sum())
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """A stable hash of the dataset's identity: shards, sizes, checksums and index."""
         body = self.to_dict()
@@ -86,9 +119,13 @@ class Manifest:
             "fields": list(self.fields),
             "compression": self.compression,
             "num_samples": self.num_samples,
-            "index": {"name": self.index_name, "sha256": self.index_sha256},
+            "index": (
+                {"layout": "shards"}
+                if self.per_shard_index
+                else {"name": self.index_name, "sha256": self.index_sha256}
+            ),
             "metadata_columns": list(self.metadata_columns),
-            "shards": [asdict(s) for s in self.shards],
+            "shards": [s.to_dict() for s in self.shards],
             "extra": self.extra,
         }
 
@@ -132,7 +169,7 @@ def _parse(d: dict[str, Any], version: int) -> Manifest:
     for k, s in enumerate(shards):
         if not isinstance(s, dict) or not {"name", "bytes", "samples"} <= s.keys():
             raise ManifestError(f"shards[{k}] must be an object with name, bytes, samples")
-        extra = set(s) - {"name", "bytes", "samples", "sha256"}
+        extra = set(s) - {"name", "bytes", "samples", "sha256", "index_sha256"}
         if extra:
             raise ManifestError(f"shards[{k}] has unknown keys {sorted(extra)}")
         try:

@@ -1,6 +1,7 @@
 """Read samples by byte range: the raw read under SeTaStream.
 
-`Dataset.open(url)` loads `dataset.json` and `index.parquet`; `read_raw(i)` reads sample `i`'s
+`Dataset.open(url)` reads `dataset.json` only (O(shards)); a shard's index is read when a
+reader first needs it (`seta_stream.shards.shardindex.LazyIndex`). `read_raw(i)` reads sample `i`'s
 bytes and nothing else: for tar one read of `[offset, offset + length)`, sliced into members
 without parsing; for Arrow one exact read per field value. Every read is checked against the
 index (length returned, the tar header in front of each member), so a stale or wrong index is
@@ -30,6 +31,7 @@ from seta_stream.remote import Fetched, RemoteOptions
 from seta_stream.shards.decode import MAX_DECOMPRESSED, decode_fields, unzst
 from seta_stream.shards.index import SampleIndex, read_index_table
 from seta_stream.shards.manifest import Manifest, read_manifest
+from seta_stream.shards.shardindex import DEFAULT_CACHE_SAMPLES, LazyIndex
 from seta_stream.shards.tarread import guard, header_ok, iter_local_tar
 from seta_stream.storage import Store
 
@@ -50,40 +52,33 @@ class ReadStats:
     cache_hits: int = 0
 
 
+# A version-1 dataset (one index.parquet) is loaded whole at open; above this size that costs
+# gigabytes in every process, so it is refused with the command that upgrades it.
+V1_MAX_SAMPLES = 20_000_000
+
+
 @dataclass
 class Dataset:
-    """An opened dataset folder or URL: manifest, index and a store to read shards from."""
+    """An opened dataset folder or URL: manifest, lazy index and a store to read shards from."""
 
     store: Store
     manifest: Manifest
-    index: SampleIndex
+    index: LazyIndex
     max_decompressed: int = MAX_DECOMPRESSED
     stats: ReadStats = field(default_factory=ReadStats)
     _checked: set[int] = field(default_factory=set)
-    _index_dir: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _cache: RangeCache | None = None
-
-    def share_index(self, folder: str) -> None:
-        """Keep the index as memory-mapped files in `folder`: pickled copies of this dataset
-        (DataLoader workers, spawn) map the same pages instead of copying N-sized arrays."""
-        self.index.save(folder)
-        self.index = SampleIndex.load(folder)
-        self._index_dir = folder
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["stats"], state["_checked"] = ReadStats(), set()
         state["_lock"], state["_cache"] = None, None
-        if self._index_dir is not None:
-            state["index"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
-        if self.index is None and self._index_dir is not None:
-            self.index = SampleIndex.load(self._index_dir)
 
     @classmethod
     def open(
@@ -92,32 +87,17 @@ class Dataset:
         *,
         storage_options: Mapping[str, Any] | None = None,
         remote: RemoteOptions | None = None,
+        index_cache_samples: int = DEFAULT_CACHE_SAMPLES,
     ) -> Dataset:
-        """Open a dataset folder or URL; `remote` tunes object-store reads (see RemoteOptions)."""
+        """Open a dataset folder or URL; `remote` tunes object-store reads (see RemoteOptions).
+
+        Reads the manifest only; each shard's index is read when first needed and kept in a
+        cache of at most `index_cache_samples` samples' worth of shards.
+        """
         store = url if isinstance(url, Store) else Store(url, storage_options, remote=remote)
         manifest = read_manifest(store)
-        name = manifest.index_name
-        if not store.exists(name):
-            raise ManifestError(f"{store.path(name)}: index missing (the manifest names it)")
-        data = store.read_bytes(name)
-        if manifest.index_sha256 is not None:  # a stale or edited index never reads samples
-            got = hashlib.sha256(data).hexdigest()
-            if got != manifest.index_sha256:
-                raise ChecksumError(
-                    f"{store.path(name)}: sha256 {got} but dataset.json records "
-                    f"{manifest.index_sha256}; the index changed after the dataset was written "
-                    "(re-run tools/shard.py index to rebuild both)"
-                )
-        table = read_index_table(data, source=store.path(name))
-        index = SampleIndex.from_table(table, source=store.path(name), manifest=manifest)
-        if index.num_samples != manifest.num_samples:
-            raise ManifestError(
-                f"{store.path(name)}: {index.num_samples} rows but dataset.json counts "
-                f"{manifest.num_samples} samples"
-            )
-        if index.num_samples and int(index.shard.max()) >= len(manifest.shards):
-            bad = int(np.flatnonzero(index.shard >= len(manifest.shards))[0])
-            raise ManifestError(f"{store.path(name)}: sample {bad} names shard {index.shard[bad]}")
+        whole = None if manifest.per_shard_index else _open_v1_index(store, manifest)
+        index = LazyIndex(store, manifest, cache_samples=index_cache_samples, whole=whole)
         return cls(store=store, manifest=manifest, index=index)
 
     @property
@@ -129,7 +109,10 @@ class Dataset:
         return self.manifest.fingerprint
 
     def keys(self) -> pa.Array:
-        return self.index.keys
+        """Every sample's key in id order: reads every shard's index (O(N); prefer
+        `seta_stream.shards.scan_index` for large datasets)."""
+        keys = [self.index.shard(s).keys for s in range(len(self.manifest.shards))]
+        return pa.concat_arrays(keys) if keys else pa.array([], pa.string())
 
     def close(self) -> None:
         self.store.close()
@@ -147,16 +130,21 @@ class Dataset:
             self._checked.add(s)
         return info.name
 
+    def _row(self, i: int) -> tuple[int, SampleIndex, int]:
+        """Sample `i`'s shard, that shard's index and the sample's row in it."""
+        n = self.index.num_samples
+        if not 0 <= i < n:
+            raise IndexError(f"sample id {i} out of range [0, {n})")
+        s = int(self.index.shard_of(np.asarray([i]))[0])
+        return s, self.index.shard(s), i - int(self.index.first[s])
+
     def spans_of(self, i: int) -> tuple[int, list[tuple[int, int]]]:
         """Sample `i`'s shard and the byte ranges `[start, end)` that hold it."""
-        idx = self.index
-        if not 0 <= i < idx.num_samples:
-            raise IndexError(f"sample id {i} out of range [0, {idx.num_samples})")
-        shard = int(idx.shard[i])
+        shard, idx, r = self._row(i)
         if self.manifest.format == "tar":
-            start = int(idx.offset[i])
-            return shard, [(start, start + int(idx.length[i]))]
-        _, moff, msize = idx.members_of(i)
+            start = int(idx.offset[r])
+            return shard, [(start, start + int(idx.length[r]))]
+        _, moff, msize = idx.members_of(r)
         return shard, [(o, o + n) for o, n in zip(moff.tolist(), msize.tolist(), strict=True)]
 
     def read_raw(self, i: int) -> dict[str, Any]:
@@ -169,12 +157,12 @@ class Dataset:
 
     def assemble(self, i: int, parts: list[bytes]) -> dict[str, Any]:
         """Sample `i` from the bytes of its `spans_of(i)` ranges, checked against the index."""
-        idx = self.index
-        fields, moff, msize = idx.members_of(i)
-        key = idx.keys[i].as_py()
+        _, idx, r = self._row(i)
+        fields, moff, msize = idx.members_of(r)
+        key = idx.keys[r].as_py()
         if self.manifest.format == "tar":
             members = zip(fields, moff.tolist(), msize.tolist(), strict=True)
-            return self._tar_sample(i, key, parts[0], int(idx.offset[i]), members)
+            return self._tar_sample(i, key, parts[0], int(idx.offset[r]), members)
         out: dict[str, Any] = {"__key__": key, "__index__": i}
         out.update(zip(fields, parts, strict=True))
         return self.unzst_fields(out)
@@ -197,8 +185,7 @@ class Dataset:
 
     def _where(self, i: int) -> str:
         """Sample `i` as error messages name it: shard path, id and key."""
-        name = self.manifest.shards[int(self.index.shard[i])].name
-        return f"{self.store.path(name)} sample {i} ({self.index.keys[i].as_py()!r})"
+        return self.index.where(i)
 
     def iter_raw(self, ids: np.ndarray, *, skip_errors: bool = False) -> Iterator[Any]:
         """Raw samples `ids` in that order (remote: fetched ahead). Close it when done early.
@@ -286,6 +273,39 @@ class Dataset:
             return raw
         self.stats.samples_decoded += 1
         return decode_fields(raw, where=f"sample {i}", allow_pickle=allow_pickle)
+
+
+def _open_v1_index(store: Store, manifest: Manifest) -> SampleIndex:
+    """A version-1 dataset's one `index.parquet`, read whole and checked (small datasets)."""
+    name = manifest.index_name
+    if manifest.num_samples > V1_MAX_SAMPLES:
+        raise ManifestError(
+            f"{store.path('dataset.json')}: a version-1 dataset of {manifest.num_samples:,} "
+            "samples keeps one index that every process would load whole; run "
+            f"`python tools/shard.py upgrade {store.url}` once (it adds per-shard index files)"
+        )
+    if not store.exists(name):
+        raise ManifestError(f"{store.path(name)}: index missing (the manifest names it)")
+    data = store.read_bytes(name)
+    if manifest.index_sha256 is not None:  # a stale or edited index never reads samples
+        got = hashlib.sha256(data).hexdigest()
+        if got != manifest.index_sha256:
+            raise ChecksumError(
+                f"{store.path(name)}: sha256 {got} but dataset.json records "
+                f"{manifest.index_sha256}; the index changed after the dataset was written "
+                "(re-run tools/shard.py index to rebuild both)"
+            )
+    table = read_index_table(data, source=store.path(name))
+    index = SampleIndex.from_table(table, source=store.path(name), manifest=manifest)
+    if index.num_samples != manifest.num_samples:
+        raise ManifestError(
+            f"{store.path(name)}: {index.num_samples} rows but dataset.json counts "
+            f"{manifest.num_samples} samples"
+        )
+    if index.num_samples and int(index.shard.max()) >= len(manifest.shards):
+        bad = int(np.flatnonzero(index.shard >= len(manifest.shards))[0])
+        raise ManifestError(f"{store.path(name)}: sample {bad} names shard {index.shard[bad]}")
+    return index
 
 
 def _in_lists(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -20,12 +20,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from seta_stream.errors import SeTaStreamError
-from seta_stream.shards.index import concat_aranges
-
 if TYPE_CHECKING:
+    from seta_stream.shards.index import SampleIndex
     from seta_stream.shards.reader import Dataset
 
 CHUNK_SAMPLES = 256
@@ -55,50 +53,59 @@ def iter_local_tar(
 ) -> Iterator[list[Raw | SeTaStreamError]]:
     """`ds.read_raw(i)` for every `i` in `ids`, in order: a list per chunk read."""
     n = ds.index.num_samples
-    lengths = ds.index.length[ids] if len(ids) else np.zeros(0, np.int64)
     buf: list[bytearray] = [bytearray()]  # one read buffer for the whole pass (see read_chunk)
-    a = 0
-    for b in chunk_ends(lengths, max_samples=CHUNK_SAMPLES, max_bytes=CHUNK_BYTES):
-        part = ids[a:b]
-        a = b
-        if int(part.min()) < 0 or int(part.max()) >= n:
-            bad = int(part[(part < 0) | (part >= n)][0])
+    for a in range(0, len(ids), CHUNK_SAMPLES):
+        block = ids[a : a + CHUNK_SAMPLES]
+        if int(block.min()) < 0 or int(block.max()) >= n:
+            bad = int(block[(block < 0) | (block >= n)][0])
             raise IndexError(f"sample id {bad} out of range [0, {n})")
-        yield read_chunk(ds, part, skip_errors=skip_errors, buf=buf)
+        idx = ds.index.gather(block)
+        if int(idx.length.sum()) <= CHUNK_BYTES:
+            yield read_chunk(ds, block, skip_errors=skip_errors, buf=buf, idx=idx)
+            continue
+        c = 0  # large samples: chunks of at most CHUNK_BYTES (one sample may be larger)
+        for b in chunk_ends(idx.length, max_samples=CHUNK_SAMPLES, max_bytes=CHUNK_BYTES):
+            yield read_chunk(ds, block[c:b], skip_errors=skip_errors, buf=buf)
+            c = b
 
 
 def read_chunk(
-    ds: Dataset, part: np.ndarray, *, skip_errors: bool, buf: list[bytearray] | None = None
+    ds: Dataset,
+    part: np.ndarray,
+    *,
+    skip_errors: bool,
+    buf: list[bytearray] | None = None,
+    idx: SampleIndex | None = None,
 ) -> list[Raw | SeTaStreamError]:
     """The raw samples `part` (valid ids) of a local tar dataset, in order.
 
+    `idx`: the index rows of `part` (`ds.index.gather(part)`), gathered here when not given.
     The chunk's bytes are read into `buf[0]` (replaced by a larger one when needed; pass the
     same list for every chunk of a pass): a fresh megabyte-sized bytes object per chunk costs
     the allocator an mmap, page faults and a munmap each time (measured: up to 1.6x the whole
     read path).
     """
-    idx = ds.index
+    idx = ds.index.gather(part) if idx is None else idx
     buf = [bytearray()] if buf is None else buf
     try:
-        view, start, end, got = _read_runs(ds, part, buf)
+        view, start, end, got = _read_runs(ds, idx, buf)
     except SeTaStreamError:  # e.g. a shard whose size changed: each sample gets the error
         if not skip_errors:
             raise
         return [guard(partial(ds.read_raw, i), True) for i in part.tolist()]
-    counts = idx.mstart[part + 1] - idx.mstart[part]
-    rows = np.repeat(idx.mstart[part], counts) + concat_aranges(counts)
+    counts = np.diff(idx.mstart)
     owner = np.repeat(np.arange(len(part)), counts)
-    rel = idx.moffset[rows] - idx.offset[part][owner] + start[owner]
-    size = idx.msize[rows]
+    rel = idx.moffset - idx.offset[owner] + start[owner]
+    size = idx.msize
     ok = headers_ok(view, rel, size, start[owner], end[owner])
     bad = got < end  # the sample's bytes were not all read: shard truncated
     bad[owner[~ok]] = True
     names = idx.field_names
-    mfield = idx.mfield[rows]
+    mfield = idx.mfield
     values = list(
         map(bytes, map(view.__getitem__, map(slice, rel.tolist(), (rel + size).tolist())))
     )
-    keys = idx.keys.take(pa.array(part)).to_pylist()
+    keys = idx.keys.to_pylist()
     out = _dicts(part.tolist(), keys, counts, [names[f] for f in mfield.tolist()], values)
     zst = [f[-4:] == ".zst" for f in names]
     if any(zst):
@@ -144,24 +151,22 @@ def guard(read: Callable[[], Raw], skip_errors: bool) -> Raw | SeTaStreamError:
 
 
 def _read_runs(
-    ds: Dataset, part: np.ndarray, buf: list[bytearray]
+    ds: Dataset, idx: SampleIndex, buf: list[bytearray]
 ) -> tuple[memoryview, np.ndarray, np.ndarray, np.ndarray]:
-    """Read `part`'s byte ranges into `buf[0]`, one pread per run of back-to-back samples of one
-    shard.
+    """Read the byte ranges of `idx`'s samples into `buf[0]`, one pread per run of back-to-back
+    samples of one shard.
 
     The chunk is read in (shard, offset) order, whatever its read order (open shards are
-    interleaved). Returns a view of the bytes read (runs one after the other) and, per sample
-    of `part`, where its range starts and ends in them and how far the bytes read reach within
-    its run (short of its end: the shard was truncated).
+    interleaved). Returns a view of the bytes read (runs one after the other) and, per sample,
+    where its range starts and ends in them and how far the bytes read reach within its run
+    (short of its end: the shard was truncated).
     """
-    idx = ds.index
-    order = np.lexsort((idx.offset[part], idx.shard[part]))
-    sp = part[order]
-    shard, off, ln = idx.shard[sp], idx.offset[sp], idx.length[sp]
-    brk = np.ones(len(sp), bool)
+    order = np.lexsort((idx.offset, idx.shard))
+    shard, off, ln = idx.shard[order], idx.offset[order], idx.length[order]
+    brk = np.ones(len(order), bool)
     brk[1:] = (shard[1:] != shard[:-1]) | (off[1:] != off[:-1] + ln[:-1])
     first = np.flatnonzero(brk)
-    last = np.append(first[1:], len(sp)) - 1
+    last = np.append(first[1:], len(order)) - 1
     r0, r1 = off[first], off[last] + ln[last]
     base = np.zeros(len(first) + 1, np.int64)
     np.cumsum(r1 - r0, out=base[1:])
@@ -176,10 +181,10 @@ def _read_runs(
         )
     ]
     run = np.repeat(np.arange(len(first)), last - first + 1)
-    start, reach = np.empty(len(sp), np.int64), np.empty(len(sp), np.int64)
+    start, reach = np.empty(len(order), np.int64), np.empty(len(order), np.int64)
     start[order] = base[run] + off - r0[run]
     reach[order] = (base[:-1] + np.asarray(got, np.int64))[run]
-    return view, start, start + idx.length[part], reach
+    return view, start, start + idx.length, reach
 
 
 def headers_ok(

@@ -16,6 +16,7 @@ from seta_stream.plan import (
     per_rank_count,
     rank_part,
     read_order,
+    read_positions,
     selection_digest,
     split,
     worker_part,
@@ -73,9 +74,16 @@ def test_read_order(
     data: tuple[np.ndarray, np.ndarray, np.ndarray], open_shards: int, seed: int, epoch: int
 ) -> None:
     ids, shard, offset = data
-    order = read_order(ids, shard, offset, seed=seed, epoch=epoch, open_shards=open_shards)
+    first = np.searchsorted(shard, np.arange(shard[-1] + 2))
+    order = read_order(ids, first, seed=seed, epoch=epoch, open_shards=open_shards)
     np.testing.assert_array_equal(np.sort(order), ids)  # a permutation of the selection
-    again = read_order(ids, shard, offset, seed=seed, epoch=epoch, open_shards=open_shards)
+    # the same order as the sort-based plan of earlier versions (one lexsort over the selection)
+    want = _sorted_read_order(ids, shard, offset, seed, epoch, open_shards)
+    np.testing.assert_array_equal(order, want)
+    small = read_positions(ids, first, seed=seed, epoch=epoch, open_shards=open_shards,
+                           batch_samples=3)  # fmt: skip
+    np.testing.assert_array_equal(ids[small], order)  # batches of groups change nothing
+    again = read_order(ids, first, seed=seed, epoch=epoch, open_shards=open_shards)
     np.testing.assert_array_equal(order, again)  # deterministic
     for s in np.unique(shard[ids]):  # each shard's samples in ascending offset
         assert np.all(np.diff(offset[order[shard[order] == s]]) > 0)
@@ -83,8 +91,34 @@ def test_read_order(
     last = {s: i for i, s in enumerate(shard[order].tolist())}
     for i in range(len(order)):  # never more than open_shards shards open at once
         assert sum(first[s] <= i <= last[s] for s in first) <= open_shards
-    plain = read_order(ids, shard, offset, seed=seed, epoch=epoch, shuffle=False)
+    plain = read_order(ids, first, seed=seed, epoch=epoch, shuffle=False)
     np.testing.assert_array_equal(plain, ids[np.lexsort((offset[ids], shard[ids]))])
+
+
+def _sorted_read_order(
+    ids: np.ndarray, shard: np.ndarray, offset: np.ndarray, seed: int, epoch: int, k: int
+) -> np.ndarray:
+    """The read order as version 0.1 computed it, with global sorts: the reference."""
+    if len(ids) == 0:
+        return ids
+    s = shard[ids]
+    uniq = np.unique(s)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, 0x5E7A]))
+    perm = rng.permutation(len(uniq))
+    pos_of_shard = np.empty(int(uniq.max()) + 1, np.int64)
+    pos_of_shard[uniq[perm]] = np.arange(len(uniq))
+    pos = pos_of_shard[s]
+    by_shard = np.lexsort((offset[ids], pos))
+    sorted_pos = pos[by_shard]
+    starts = np.searchsorted(sorted_pos, sorted_pos, side="left")
+    within = np.arange(len(ids)) - starts
+    order = np.lexsort((sorted_pos, within, sorted_pos // max(k, 1)))
+    return ids[by_shard][order]
+
+
+def test_read_order_refuses_unsorted_ids() -> None:
+    with pytest.raises(SeTaStreamError, match="sorted and unique"):
+        read_order(np.array([3, 1]), np.array([0, 5]), seed=0, epoch=0)
 
 
 @settings(max_examples=200, deadline=None)

@@ -26,5 +26,5 @@ def test_convert_to_and_read_from_a_url(tmp_path, npz_source) -> None:
     assert ds.fingerprint == m.fingerprint and not ds.store.is_local
     got = list(read_samples(ds, [299, 0], decode=True))
     np.testing.assert_array_equal(got[0]["x.npy"], arrays["x"][299])
-    assert ds.stats.bytes_read == int(ds.index.length[[299, 0]].sum())
+    assert ds.stats.bytes_read == int(ds.index.lengths(np.array([299, 0])).sum())
     assert verify(url, progress=False) == []

@@ -50,7 +50,7 @@ def test_bytes_read_follow_the_selection(big: Path, fraction: float) -> None:
     os_bytes = _rchar() - before
     assert n == len(ids)
     # the reader reads each sample's whole range once; the OS saw the same bytes
-    want = int(ds.index.length[ids].sum())
+    want = int(ds.index.lengths(ids).sum())
     assert reader.bytes_read == want
     assert want <= os_bytes <= want * 1.02 + 64 * 1024
     assert os_bytes <= (fraction + 0.03) * total
