@@ -1,9 +1,14 @@
-"""Shared fixtures. A thread that outlives its test fails the test (litdata's `_thread_police`)."""
+"""Shared fixtures. A thread that outlives its test fails the test (litdata's `_thread_police`);
+a work folder of this run left in the temp folder fails the run."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import json
+import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from seta_stream.workdir import OWNER, PREFIX, remove_dead
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,3 +75,20 @@ def _thread_police() -> Iterator[None]:
             break
         time.sleep(0.02)
     assert not leaked, f"threads leaked by this test: {[t.name for t in leaked]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _work_folders() -> Iterator[None]:
+    """Sweep the temp folder of dead runs' work folders; at the end, none may be this run's."""
+    remove_dead()
+    yield
+    gc.collect()  # a SeTaStream no test holds any more removes its folder now
+    remove_dead()  # those of children a test killed
+    ours = []
+    for owner in Path(tempfile.gettempdir()).glob(f"{PREFIX}*/{OWNER}"):
+        try:
+            if json.loads(owner.read_text())["pid"] == os.getpid():
+                ours.append(str(owner.parent))
+        except (OSError, ValueError, KeyError):
+            continue
+    assert not ours, f"work folders left by SeTaStreams still referenced at the end: {ours}"
