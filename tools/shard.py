@@ -7,6 +7,7 @@
     python tools/shard.py index DIR_OR_TARS... [--checksum]
     python tools/shard.py verify DIR
     python tools/shard.py merge DIR
+    python tools/shard.py upgrade DIR
     python tools/shard.py info DIR
 
 DIR, SRC and DST may be fsspec URLs (s3://bucket/ds, gs://…, http(s):// to read). Credentials
@@ -38,8 +39,10 @@ from seta_stream.shards import (
     index_tars,
     merge,
     open_source,
+    upgrade,
     verify,
 )
+from seta_stream.shards.shardindex import shard_index_name
 
 
 def _size(text: str) -> int:
@@ -108,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("verify", "check checksums and index against shards"),
         ("merge", "join the parts of a `convert --part` run"),
+        ("upgrade", "give a version-1 dataset per-shard index files (version 2)"),
         ("info", "samples, shards, bytes, fields, label counts"),
     ):
         sub.add_parser(name, help=text).add_argument("dir")
@@ -143,8 +147,13 @@ def _info(root: str, storage_options: dict[str, object]) -> None:
     if "label" in m.metadata_columns:
         import pyarrow.parquet as pq
 
-        labels = pq.read_table(ds.store.open(m.index_name), columns=["label"])["label"]
-        counts = collections.Counter(labels.to_pylist())
+        files = [m.index_name]
+        if m.per_shard_index:
+            files = [shard_index_name(s.name) for s in m.shards]
+        counts: collections.Counter[object] = collections.Counter()
+        for name in files:  # one file's label column at a time
+            with ds.store.open(name) as f:
+                counts.update(pq.read_table(f, columns=["label"])["label"].to_pylist())
         print("labels        " + ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
     print(f"fingerprint   {m.fingerprint}")
 
@@ -206,6 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "merge":
             m = merge(args.dir, storage_options=so)
             print(f"merged {m.num_samples:,} samples in {len(m.shards)} shards under {args.dir}")
+        elif args.cmd == "upgrade":
+            m, changed = upgrade(args.dir, storage_options=so)
+            if not changed:
+                print(f"{args.dir}: already version {m.version}; nothing to do")
+            else:
+                print(
+                    f"upgraded {args.dir} to version {m.version}: {len(m.shards)} index files in "
+                    "index/; the old index.parquet is left in place (nothing reads it now; "
+                    "delete it once no tool of yours does)"
+                )
         else:
             _info(args.dir, so)
     except (SeTaStreamError, OSError) as e:

@@ -1,10 +1,11 @@
-"""Conversion: a source -> shards + `index.parquet` + `dataset.json`.
+"""Conversion: a source -> shards + their index files (`index/`) + `dataset.json`.
 
 Worker processes load and encode samples (read files, serialise arrays, compress); the main
 process writes shards in order, so the output bytes do not depend on the number of workers.
 Shards are written under temporary names and renamed when complete (fsync'd first, on local
-disk); the index and the manifest come last, so an interrupted conversion never looks
-finished. Running the same conversion again deletes the temp files a killed run left.
+disk), each shard's index file right after it (so only one shard's index rows are ever held);
+the manifest comes last, so an interrupted conversion never looks finished. Running the same
+conversion again deletes the temp files a killed run left.
 
 Large conversions run as parts (`part=(i, n)`): part i converts its contiguous slice of the
 (shuffled) samples into shards named `shard-pIIIII-NNNNNN.*`, with its own manifest
@@ -25,8 +26,7 @@ import zstandard
 from tqdm import tqdm
 
 from seta_stream.errors import ManifestError, SourceError
-from seta_stream.shards.index import IndexBuilder
-from seta_stream.shards.shardindex import write_index_files
+from seta_stream.shards.indexwriter import IndexFiles, ShardRows
 from seta_stream.shards.manifest import (
     INDEX_NAME,
     MANIFEST_NAME,
@@ -35,8 +35,9 @@ from seta_stream.shards.manifest import (
     ShardInfo,
     write_manifest,
 )
+from seta_stream.shards.shardindex import SHARD_INDEX_DIR
 from seta_stream.shards.sources import Sample, Source
-from seta_stream.shards.writer import ArrowWriter, ShardWriter, TarWriter, check_key
+from seta_stream.shards.writer import ArrowWriter, Members, ShardWriter, TarWriter, check_key
 from seta_stream.storage import Store
 
 CHUNK = 256  # samples per task handed to a worker process
@@ -148,10 +149,11 @@ def convert(
     ext = "tar" if opts.format == "tar" else "arrow"
     _remove_stale_temps(store, prefix, ext, (manifest_name, index_name))
     order = sample_order(len(source), opts)
-    index = IndexBuilder()
+    meta_cols = tuple(dict.fromkeys(source.metadata_columns))
+    index_files = IndexFiles(store, meta_cols)
     shards: list[ShardInfo] = []
     fields: set[str] = set()
-    pending: list[tuple[Sample, int, int, list[tuple[str, int, int]]]] = []
+    pending: list[tuple[str, dict[str, Any], int, int, Members]] = []  # this shard's rows
     writer: ShardWriter | None = None
     tmp = f = None
     all_fields: tuple[str, ...] = ()
@@ -168,17 +170,13 @@ def convert(
         f.close()
         name = f"{prefix}{len(shards):06d}.{ext}"
         store.commit(tmp, name)
-        rows = writer.row_members if isinstance(writer, ArrowWriter) else None
-        for r, (s, off, length, members) in enumerate(pending):
-            index.add(
-                key=s.key,
-                shard=len(shards),
-                offset=off,
-                length=length,
-                members=rows[r] if rows is not None else members,
-                meta=s.meta,
-            )
-        shards.append(ShardInfo(name=name, bytes=writer.pos, samples=len(pending), sha256=sha))
+        arrow_members = writer.row_members if isinstance(writer, ArrowWriter) else None
+        rows = ShardRows()
+        for r, (key, meta, off, length, members) in enumerate(pending):
+            members = arrow_members[r] if arrow_members is not None else members
+            rows.add(key=key, offset=off, length=length, members=members, meta=meta)
+        info = ShardInfo(name=name, bytes=writer.pos, samples=len(pending), sha256=sha)
+        shards.append(index_files.write(info, rows))
         writer, f, pending = None, None, []
 
     bar = tqdm(total=len(order), unit="sample", desc="convert", disable=not opts.progress)
@@ -195,7 +193,7 @@ def convert(
                 f, tmp = store.create(f"{prefix}{len(shards):06d}.{ext}")
                 writer = TarWriter(f) if opts.format == "tar" else ArrowWriter(f, all_fields)
             off, length, members = writer.add(s.key, s.fields)
-            pending.append((s, off, length, members))
+            pending.append((s.key, s.meta, off, length, members))
             fields.update(e for e, _ in s.fields)
             bar.update(1)
         if writer is not None:
@@ -208,22 +206,35 @@ def convert(
         bar.close()
     if not shards:
         raise SourceError(f"{source.description}: no samples to convert")
-    return _finish(store, index, shards, source, opts, sorted(fields), manifest_name, index_name)
+    manifest = Manifest(
+        format=opts.format,
+        shards=tuple(shards),
+        fields=tuple(sorted(fields)),
+        compression="zstd" if opts.compress else None,
+        metadata_columns=meta_cols,
+        extra={**source.extra, "source": source.description},
+    )
+    write_manifest(store, manifest, manifest_name)
+    return manifest
 
 
 def _remove_stale_temps(store: Store, prefix: str, ext: str, names: tuple[str, ...]) -> None:
     """Delete the temp files a killed run of this conversion (or part) left behind.
 
-    Only this conversion's own names: its shards (`.{prefix}NNNNNN.{ext}.tmp-…`), its index
-    and its manifest; another part converting into the same folder keeps its temp files.
+    Only this conversion's own names: its shards (`.{prefix}NNNNNN.{ext}.tmp-…`), their index
+    files (in `index/`), a version-1 index and its manifest; another part converting into the
+    same folder keeps its temp files.
     """
-    mine = re.compile(
-        rf"\.(?:{re.escape(prefix)}\d{{6}}\.{ext}|{'|'.join(map(re.escape, names))})"
-        r"\.tmp-[0-9a-f]{12}"
-    )
+    shard = rf"{re.escape(prefix)}\d{{6}}\.{ext}"
+    tmp = r"\.tmp-[0-9a-f]{12}"
+    mine = re.compile(rf"\.(?:{shard}|{'|'.join(map(re.escape, names))}){tmp}")
     for name in store.glob(".*.tmp-*"):
         if mine.fullmatch(name):
             store.remove(name)
+    index_tmp = re.compile(rf"\.{shard}\.parquet{tmp}")
+    for name in store.glob(f"{SHARD_INDEX_DIR}/.*.tmp-*"):
+        if index_tmp.fullmatch(name):
+            store.remove(f"{SHARD_INDEX_DIR}/{name}")
 
 
 def _arrow_fields(source: Source, order: np.ndarray, opts: ConvertOptions) -> tuple[str, ...]:
@@ -232,30 +243,6 @@ def _arrow_fields(source: Source, order: np.ndarray, opts: ConvertOptions) -> tu
         fields = tuple(e for e, _ in source.load(int(order[0])).fields)
     suffix = ".zst" if opts.compress else ""
     return tuple(sorted(f"{f}{suffix}" for f in fields))
-
-
-def _finish(
-    store: Store,
-    index: IndexBuilder,
-    shards: list[ShardInfo],
-    source: Source,
-    opts: ConvertOptions,
-    fields: list[str],
-    manifest_name: str,
-    index_name: str,
-) -> Manifest:
-    meta_cols = tuple(dict.fromkeys(source.metadata_columns))
-    del index_name  # version 2: one index file per shard (seta_stream.shards.shardindex)
-    manifest = Manifest(
-        format=opts.format,
-        shards=write_index_files(store, index.table(meta_cols), shards),
-        fields=tuple(fields),
-        compression="zstd" if opts.compress else None,
-        metadata_columns=meta_cols,
-        extra={**source.extra, "source": source.description},
-    )
-    write_manifest(store, manifest, manifest_name)
-    return manifest
 
 
 def check_fields_consistent(manifests: list[Manifest], where: str) -> None:

@@ -17,101 +17,18 @@ start array, CSR-style), so the read path never touches a Python object per samp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from seta_stream.errors import ManifestError, ShardFormatError
+from seta_stream.errors import ManifestError
 from seta_stream.shards.indexcheck import check_index
 from seta_stream.shards.manifest import Manifest
 
 INDEX_COLUMNS = ("sample_id", "key", "shard", "offset", "length", "members")
 MEMBER_TYPE = pa.struct([("name", pa.string()), ("offset", pa.int64()), ("size", pa.int64())])
-
-
-class IndexBuilder:
-    """Collects rows while shards are written or scanned; `table()` makes the Arrow table."""
-
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.shard: list[int] = []
-        self.offset: list[int] = []
-        self.length: list[int] = []
-        self.mstart: list[int] = [0]
-        self.mname: list[str] = []
-        self.moffset: list[int] = []
-        self.msize: list[int] = []
-        self.meta: list[dict[str, object]] = []
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def add(
-        self,
-        *,
-        key: str,
-        shard: int,
-        offset: int,
-        length: int,
-        members: Sequence[tuple[str, int, int]],
-        meta: dict[str, object] | None = None,
-    ) -> None:
-        self.keys.append(key)
-        self.shard.append(shard)
-        self.offset.append(offset)
-        self.length.append(length)
-        for name, off, size in members:
-            self.mname.append(name)
-            self.moffset.append(off)
-            self.msize.append(size)
-        self.mstart.append(len(self.mname))
-        self.meta.append(meta or {})
-
-    def table(self, metadata_columns: Sequence[str] = ()) -> pa.Table:
-        members = pa.ListArray.from_arrays(
-            pa.array(self.mstart, pa.int32() if len(self.mname) < 2**31 else pa.int64()),
-            pa.StructArray.from_arrays(
-                [
-                    _strings(self.mname, "field"),
-                    pa.array(self.moffset, pa.int64()),
-                    pa.array(self.msize, pa.int64()),
-                ],
-                fields=list(MEMBER_TYPE),
-            ),
-        )
-        cols: dict[str, pa.Array] = {
-            "sample_id": pa.array(np.arange(len(self.keys), dtype=np.int64)),
-            "key": _strings(self.keys, "key"),
-            "shard": pa.array(self.shard, pa.int32()),
-            "offset": pa.array(self.offset, pa.int64()),
-            "length": pa.array(self.length, pa.int64()),
-            "members": members,
-        }
-        for col in metadata_columns:
-            cols[col] = pa.array([m.get(col) for m in self.meta])
-        return pa.table(cols)
-
-
-def _strings(values: list[str], what: str) -> pa.Array:
-    try:
-        return pa.array(values, pa.string())
-    except UnicodeEncodeError as e:
-        bad = next(v for v in values if not _is_utf8(v))
-        raise ShardFormatError(
-            f"{what} {bad!r} is not valid UTF-8 (a tar member name in another encoding); "
-            "rename the member or re-shard the data with UTF-8 names"
-        ) from e
-
-
-def _is_utf8(v: str) -> bool:
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def write_index(table: pa.Table, where: object) -> None:

@@ -34,6 +34,7 @@ INDEX_NAME = "index.parquet"
 MANIFEST_KIND = "seta_stream.dataset"
 MANIFEST_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
+KEPT_FINGERPRINT = "fingerprint"  # extra's key for the fingerprint an upgrade keeps
 
 Format = Literal["tar", "arrow"]
 _SHA256 = re.compile("[0-9a-f]{64}")
@@ -106,7 +107,14 @@ class Manifest:
 
     @cached_property
     def fingerprint(self) -> str:
-        """A stable hash of the dataset's identity: shards, sizes, checksums and index."""
+        """A stable hash of the dataset's identity: shards, sizes, checksums and index.
+
+        A dataset upgraded from version 1 keeps the fingerprint it had (`extra["fingerprint"]`,
+        written by `tools/shard.py upgrade`): the same samples under the same ids, so its loss
+        tables and checkpoints still match it."""
+        kept = self.extra.get(KEPT_FINGERPRINT)
+        if self.per_shard_index and isinstance(kept, str):
+            return kept
         body = self.to_dict()
         body.pop("extra", None)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]

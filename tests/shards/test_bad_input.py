@@ -45,42 +45,78 @@ def test_truncated_shard(ds: Path) -> None:
         list(read_samples(ds, [250]))
 
 
-def _edit_offsets(ds: Path, edit: dict[int, int], *, manifest_too: bool) -> None:
-    """Rewrite index.parquet with some offsets changed (and its checksum in dataset.json)."""
-    t = pq.read_table(ds / "index.parquet")
+@pytest.fixture(params=["v2", "v1"])
+def layout(request: pytest.FixtureRequest, ds: Path, script) -> str:
+    """Each index test runs on the per-shard files (v2) and on one `index.parquet` (v1)."""
+    if request.param == "v1":
+        script("tests/shards/v1_dataset.py").to_v1(ds)
+    return str(request.param)
+
+
+def _index_file(ds: Path, layout: str, shard: int) -> Path:
+    return ds / ("index.parquet" if layout == "v1" else f"index/shard-{shard:06d}.tar.parquet")
+
+
+def _edit_offsets(
+    ds: Path, layout: str, shard: int, edit: dict[int, int], *, manifest_too: bool
+) -> None:
+    """Rewrite shard `shard`'s index rows (`edit`: row in the shard -> new offset), and with
+    `manifest_too` the checksum dataset.json records for it."""
+    path = _index_file(ds, layout, shard)
+    t = pq.read_table(path)
+    base = 100 * shard if layout == "v1" else 0  # 100 samples a shard
     offsets = t["offset"].to_numpy().copy()
-    for i, v in edit.items():
-        offsets[i] = v
-    _rewrite_index(ds, t.set_column(t.column_names.index("offset"), "offset", [offsets]),
-                   manifest_too=manifest_too)  # fmt: skip
+    for r, v in edit.items():
+        offsets[base + r] = v
+    t = t.set_column(t.column_names.index("offset"), "offset", [offsets])
+    _rewrite_index(ds, layout, shard, t, manifest_too=manifest_too)
 
 
-def _rewrite_index(ds: Path, t: pa.Table, *, manifest_too: bool) -> None:
-    pq.write_table(t, ds / "index.parquet")
+def _rewrite_index(ds: Path, layout: str, shard: int, t: pa.Table, *, manifest_too: bool) -> None:
+    path = _index_file(ds, layout, shard)
+    pq.write_table(t, path)
     if manifest_too:  # an index that is wrong but consistent with its manifest
         m = json.loads((ds / "dataset.json").read_text())
-        m["index"]["sha256"] = hashlib.sha256((ds / "index.parquet").read_bytes()).hexdigest()
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        if layout == "v1":
+            m["index"]["sha256"] = sha
+        else:
+            m["shards"][shard]["index_sha256"] = sha
         (ds / "dataset.json").write_text(json.dumps(m))
 
 
-def test_index_changed_after_writing(ds: Path) -> None:
-    _edit_offsets(ds, {5: 10**9}, manifest_too=False)
-    with pytest.raises(ChecksumError, match=r"index.parquet: sha256 \w+ but dataset.json records"):
-        Dataset.open(ds)
+def _refused(ds: Path, layout: str, ids: list[int], error: type[Exception], match: str) -> None:
+    """Reading `ids` raises before any sample comes out: v1 at open (the whole index is read
+    there), v2 when the shard's index is first loaded; other shards of a v2 dataset still read."""
+    got: list[object] = []
+    with pytest.raises(error, match=match):
+        got.extend(read_samples(ds, ids))  # appends each sample as it comes
+    assert got == []
+    if layout == "v2":  # shard 0 or 2 is fine: one of its samples reads
+        other = 0 if ids[0] // 100 != 0 else 299
+        assert [x["__index__"] for x in read_samples(ds, [other])] == [other]
 
 
-def test_index_offset_past_end(ds: Path) -> None:
-    _edit_offsets(ds, {5: 10**9}, manifest_too=True)
-    with pytest.raises(ManifestError, match=r"index.parquet.* sample 5 .*shard-000000.tar"):
-        Dataset.open(ds)
+@pytest.mark.parametrize("shard", [0, 1])
+def test_index_changed_after_writing(ds: Path, layout: str, shard: int) -> None:
+    _edit_offsets(ds, layout, shard, {5: 10**9}, manifest_too=False)
+    name = "index.parquet" if layout == "v1" else f"shard-00000{shard}.tar.parquet"
+    _refused(ds, layout, [100 * shard + 5], ChecksumError,
+             rf"{name}: sha256 \w+ but dataset.json records")  # fmt: skip
 
 
-def test_index_offset_shifted(ds: Path) -> None:
-    ds_ = Dataset.open(ds)
-    at = int(ds_.index.gather(np.array([5])).offset[0]) + 512  # still inside the file, on another member's data
-    _edit_offsets(ds, {5: at}, manifest_too=True)
-    with pytest.raises(ManifestError, match=r"sample 5 .*shard-000000.tar.*outside the sample"):
-        Dataset.open(ds)
+@pytest.mark.parametrize("shard", [0, 1])
+def test_index_offset_past_end(ds: Path, layout: str, shard: int) -> None:
+    _edit_offsets(ds, layout, shard, {5: 10**9}, manifest_too=True)
+    i = 100 * shard + 5  # the id, not the row in the shard's file
+    match = rf"parquet: sample {i} .*shard-00000{shard}.tar.*offset 1000000000 runs past the end"
+    _refused(ds, layout, [i], ManifestError, match)
+
+
+def test_index_offset_shifted(ds: Path, layout: str) -> None:
+    at = int(pq.read_table(_index_file(ds, layout, 1))["offset"][5 if layout == "v2" else 105])
+    _edit_offsets(ds, layout, 1, {5: at + 512}, manifest_too=True)  # on another member's data
+    _refused(ds, layout, [105], ManifestError, r"sample 105 .*shard-000001.tar.*outside the sample")
 
 
 def test_unknown_manifest_version(ds: Path) -> None:
@@ -88,7 +124,7 @@ def test_unknown_manifest_version(ds: Path) -> None:
     m["version"] = 99
     (ds / "dataset.json").write_text(json.dumps(m))
     with pytest.raises(
-        ManifestError, match=r"dataset.json: manifest version 99 is not supported .*\[1\]"
+        ManifestError, match=r"dataset.json: manifest version 99 is not supported .*\[1, 2\]"
     ):
         Dataset.open(ds)
 
@@ -98,11 +134,20 @@ def test_missing_manifest(tmp_path: Path) -> None:
         Dataset.open(tmp_path)
 
 
-def test_index_rows_disagree_with_manifest(ds: Path) -> None:
-    t = pq.read_table(ds / "index.parquet")
-    _rewrite_index(ds, t.slice(0, 200), manifest_too=True)
-    with pytest.raises(ManifestError, match=r"0 samples in shard 2 .*dataset.json records 100"):
-        Dataset.open(ds)
+def test_index_rows_disagree_with_manifest(ds: Path, layout: str) -> None:
+    if layout == "v1":  # the whole index lacks shard 2
+        t = pq.read_table(ds / "index.parquet").slice(0, 200)
+        match = r"0 samples in shard 2 .*dataset.json records 100"
+    else:  # shard 2's index lacks half its rows
+        t = pq.read_table(_index_file(ds, layout, 2)).slice(0, 50)
+        match = r"shard-000002.tar.parquet: 50 rows but dataset.json counts 100 samples in shard 2"
+    _rewrite_index(ds, layout, 2, t, manifest_too=True)
+    _refused(ds, layout, [250], ManifestError, match)
+
+
+def test_missing_shard_index(ds: Path) -> None:
+    (ds / "index" / "shard-000001.tar.parquet").unlink()
+    _refused(ds, "v2", [150], ManifestError, r"shard-000001.tar.parquet: the index of shard 1")
 
 
 class _Exploding(NpzSource):

@@ -9,14 +9,20 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 import webdataset as wds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seta_stream.errors import SourceError
-from seta_stream.shards import ConvertOptions, Dataset, convert, open_source, read_samples
+from seta_stream.shards import (
+    ConvertOptions,
+    Dataset,
+    convert,
+    open_source,
+    read_samples,
+    scan_index,
+)
 from seta_stream.shards.writer import _tarinfo_header, member_header
 
 
@@ -38,7 +44,7 @@ def test_npz_round_trip(tmp_path: Path, npz_source, fmt: str, compress: str | No
         assert (
             g["y.npy"].shape == () and g["y.npy"] == arrays["y"][i] and g["w.npy"] == arrays["w"][i]
         )
-    index = pl.read_parquet(tmp_path / "out" / "index.parquet")
+    index = scan_index(tmp_path / "out").collect()
     assert index["sample_id"].to_list() == list(range(300))
     assert index["label"].to_list() == arrays["y"].tolist()  # `y` is taken as the label
     assert index["w"].to_list() == arrays["w"].tolist()
@@ -121,8 +127,10 @@ def test_manifest_written_last_and_overwrite_guard(tmp_path: Path, npz_source) -
     path, _ = npz_source
     convert(open_source(str(path)), tmp_path / "o", ConvertOptions(progress=False))
     manifest = json.loads((tmp_path / "o" / "dataset.json").read_text())
-    assert manifest["version"] == 1 and manifest["num_samples"] == 300
+    assert manifest["version"] == 2 and manifest["num_samples"] == 300
+    assert manifest["index"] == {"layout": "shards"}
     assert not [p for p in (tmp_path / "o").iterdir() if ".tmp-" in p.name]
+    assert not [p for p in (tmp_path / "o" / "index").iterdir() if ".tmp-" in p.name]
     with pytest.raises(SourceError, match="already there"):
         convert(open_source(str(path)), tmp_path / "o", ConvertOptions(progress=False))
 

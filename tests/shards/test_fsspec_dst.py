@@ -17,11 +17,13 @@ def test_convert_to_and_read_from_a_url(tmp_path, npz_source) -> None:
     names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(url, detail=False))
     assert names == [
         "dataset.json",
-        "index.parquet",
+        "index",
         "shard-000000.tar",
         "shard-000001.tar",
         "shard-000002.tar",
     ]
+    index = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{url}/index", detail=False))
+    assert index == [f"shard-00000{s}.tar.parquet" for s in range(3)]
     ds = Dataset.open(url)
     assert ds.fingerprint == m.fingerprint and not ds.store.is_local
     got = list(read_samples(ds, [299, 0], decode=True))

@@ -12,7 +12,14 @@ import webdataset as wds
 from PIL import Image
 
 from seta_stream.errors import SourceError
-from seta_stream.shards import ConvertOptions, Dataset, convert, open_source, read_samples
+from seta_stream.shards import (
+    ConvertOptions,
+    Dataset,
+    convert,
+    open_source,
+    read_samples,
+    scan_index,
+)
 from seta_stream.shards.sources import FilesSource, ImageFolderSource, TarSource
 from seta_stream.shards.tables import TableSource
 
@@ -44,7 +51,7 @@ def test_image_folder(tmp_path: Path) -> None:
         "dog/img_1",
     ]
     assert got[1]["png"].shape == (4, 5) and got[1]["png"][0, 0] == 10
-    assert pl.read_parquet(tmp_path / "out" / "index.parquet")["label"].to_list() == [0, 0, 0, 1, 1]
+    assert scan_index(tmp_path / "out").collect()["label"].to_list() == [0, 0, 0, 1, 1]
 
 
 def test_key_grouped_files(tmp_path: Path) -> None:
@@ -87,7 +94,7 @@ def test_table_with_path_column(tmp_path: Path, kind: str) -> None:
     assert [g["caption.txt"] for g in got] == ["a", "b", "c", "d"]
     assert [float(g["score.txt"]) for g in got] == [0.5, 1.5, 2.5, 3.5]
     assert got[3]["image.png"][0, 0] == 3
-    index = pl.read_parquet(tmp_path / "out" / "index.parquet")
+    index = scan_index(tmp_path / "out").collect()
     assert index["label"].to_list() == [1, 0, 1, 2] and index["caption"].to_list() == [
         "a",
         "b",

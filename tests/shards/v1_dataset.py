@@ -1,0 +1,58 @@
+"""Version-1 datasets for tests: a version-2 dataset turned back into the old layout.
+
+Version 1 kept one `index.parquet` (with `sample_id` and `shard` columns) named by a
+version-1 manifest. `to_v1(root)` writes that index from the per-shard files the way the old
+writer did (`seta_stream.shards.index.write_index`), then the version-1 manifest, and removes
+the `index/` folder, so what is left is exactly what the old code wrote. Tests load it with
+`script("tests/shards/v1_dataset.py")` (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from seta_stream.shards.index import write_index
+from seta_stream.shards.manifest import INDEX_NAME, Manifest, read_manifest, write_manifest
+from seta_stream.shards.shardindex import SHARD_INDEX_DIR, shard_index_name
+from seta_stream.storage import Store
+
+
+def v1_table(store: Store, manifest: Manifest) -> pa.Table:
+    """The whole version-1 index of a version-2 dataset: its shards' files, with ids."""
+    tables = []
+    for s, info in enumerate(manifest.shards):
+        t = pq.read_table(io.BytesIO(store.read_bytes(shard_index_name(info.name))))
+        first = int(manifest.first_ids[s])
+        t = t.add_column(0, "sample_id", pa.array(np.arange(first, first + t.num_rows)))
+        t = t.add_column(2, "shard", pa.array(np.full(t.num_rows, s, np.int32)))
+        tables.append(t)
+    return pa.concat_tables(tables)
+
+
+def to_v1(
+    root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> Manifest:
+    """Rewrite the version-2 dataset at `root` as version 1; returns the version-1 manifest."""
+    store = Store(root, storage_options)
+    manifest = read_manifest(store)
+    assert manifest.per_shard_index, f"{root} is version {manifest.version} already"
+    buf = io.BytesIO()
+    write_index(v1_table(store, manifest), buf)
+    data = buf.getvalue()
+    store.write_atomic(INDEX_NAME, data)
+    shards = tuple(dataclasses.replace(s, index_sha256=None) for s in manifest.shards)
+    old = dataclasses.replace(
+        manifest, shards=shards, version=1, index_sha256=hashlib.sha256(data).hexdigest()
+    )
+    write_manifest(store, old)
+    store.fs.rm(store.path(SHARD_INDEX_DIR), recursive=True)
+    return old
