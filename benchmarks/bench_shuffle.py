@@ -32,7 +32,8 @@ CLASSES = 10
 
 def ours(open_shards: int, window: int, workers: int, batch: int) -> Callable[..., np.ndarray]:
     def order(ids: np.ndarray, shard: np.ndarray, offset: np.ndarray, seed: int) -> np.ndarray:
-        full = read_order(ids, shard, offset, seed=seed, epoch=1, open_shards=open_shards)
+        first = np.searchsorted(shard, np.arange(int(shard[-1]) + 2))  # ids in shard order
+        full = read_order(ids, first, seed=seed, epoch=1, open_shards=open_shards)
         streams = []
         for w in range(workers):
             world = World(worker=w, num_workers=workers)

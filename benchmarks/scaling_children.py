@@ -93,11 +93,11 @@ def child_convert(p: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     npz.unlink()
     with closing(Dataset.open(str(ds))) as d:
-        shard_bytes, index_name = d.manifest.total_bytes, d.manifest.index_name
+        shard_bytes = d.manifest.total_bytes
     return {
         "convert_s": seconds,
         "shard_bytes": shard_bytes,
-        "index_bytes": os.path.getsize(ds / index_name),
+        "index_bytes": folder_bytes(ds / "index"),  # the per-shard index files
         "meta_bytes": folder_bytes(ds) - shard_bytes,
         "convert_peak_rss": peak_rss(),
     }

@@ -120,17 +120,25 @@ def read_positions(
     epoch: int,
     open_shards: int = 4,
     shuffle: bool = True,
+    start: int = 0,
+    stop: int | None = None,
     batch_samples: int = 1 << 22,
 ) -> np.ndarray:
-    """Positions into `ids` in read order (see `read_order`), without a sort over the
-    selection: ids in shard order give each shard's block by a binary search per shard, and
-    the round robin within a group of shards is counted, a batch of groups at a time."""
+    """Positions into `ids` in read order (see `read_order`), read positions `start:stop` only.
+
+    No sort over the selection: ids in shard order give each shard's block by a binary search
+    per shard, and the round robin within a group of shards is counted, a batch of groups at a
+    time; batches outside `start:stop` are skipped, so a rank computes only its own part.
+    """
     ids = np.asarray(ids, dtype=np.int64)
     n = len(ids)
+    stop = n if stop is None else stop
+    if not 0 <= start <= stop <= n:
+        raise SeTaStreamError(f"read_positions: {start}:{stop} is not a range of [0, {n}]")
     if n > 1 and not bool(np.all(ids[1:] > ids[:-1])):
         raise SeTaStreamError("read_order: the selected ids must be sorted and unique")
     if not shuffle or n == 0:
-        return np.arange(n, dtype=np.int64)
+        return np.arange(start, stop, dtype=np.int64)
     if int(ids[0]) < int(first[0]) or int(ids[-1]) >= int(first[-1]):
         raise SeTaStreamError(f"read_order: ids outside [0, {int(first[-1])})")
     lo = np.searchsorted(ids, first)  # shard s's selected ids are ids[lo[s]:lo[s + 1]]
@@ -141,16 +149,16 @@ def read_positions(
     order = uniq[perm]  # shards in read order, padded to whole groups with empty shards
     cnt = np.zeros(-(-len(order) // k) * k, np.int64)
     cnt[: len(order)] = counts[order]
-    start = np.zeros(len(cnt), np.int64)
-    start[: len(order)] = lo[order]
+    begin = np.zeros(len(cnt), np.int64)
+    begin[: len(order)] = lo[order]
     gsize = cnt.reshape(-1, k).sum(axis=1)
     gend = np.cumsum(gsize)
-    out = np.empty(n, np.int64)
-    g0 = 0
-    while g0 < len(gsize):  # batches of groups of about batch_samples samples
+    out = np.empty(stop - start, np.int64)
+    g0 = int(np.searchsorted(gend, start, side="right"))  # the group holding position start
+    while g0 < len(gsize) and (int(gend[g0 - 1]) if g0 else 0) < stop:
         base = int(gend[g0 - 1]) if g0 else 0
         g1 = max(g0 + 1, int(np.searchsorted(gend, base + batch_samples, side="right")))
-        c, st = cnt[g0 * k : g1 * k], start[g0 * k : g1 * k]
+        c, st = cnt[g0 * k : g1 * k], begin[g0 * k : g1 * k]
         within = concat_aranges(c)  # each sample's rank inside its shard
         slot = np.repeat(np.arange(len(c)), c)  # its shard's slot in the batch
         table = c.reshape(-1, k)  # per group: the counts of its k shards
@@ -159,9 +167,41 @@ def read_positions(
         for q in range(k):  # samples read before it: rank < within in any shard of the
             cq = table[grp, q]  # group, and rank == within in an earlier shard
             pos += np.minimum(cq, within) + ((q < p) & (cq > within))
-        out[base + pos] = st[slot] + within
+        pos += base - start
+        keep = (pos >= 0) & (pos < stop - start)
+        out[pos[keep]] = (st[slot] + within)[keep]
         g0 = g1
     return out
+
+
+def rank_positions(
+    ids: np.ndarray,
+    first: np.ndarray,
+    *,
+    rank: int,
+    world_size: int,
+    seed: int,
+    epoch: int,
+    open_shards: int = 4,
+    shuffle: bool = True,
+) -> np.ndarray:
+    """Positions into `ids` of one rank's part of the read order: what
+    `rank_part(ids[read_positions(...)], rank, world_size)` holds, computed for that part only
+    (padding wraps to the start of the order, as `rank_part` pads)."""
+    n = len(ids)
+    per = per_rank_count(n, world_size)
+    a, b = rank * per, (rank + 1) * per
+    kw = {"seed": seed, "epoch": epoch, "open_shards": open_shards, "shuffle": shuffle}
+    if n == 0:
+        return np.zeros(0, np.int64)
+    if b - a >= n:  # more ranks than samples: the part repeats the whole order
+        return read_positions(ids, first, **kw)[np.arange(a, b) % n]  # type: ignore[arg-type]
+    s0 = a % n
+    if s0 + per <= n:
+        return read_positions(ids, first, start=s0, stop=s0 + per, **kw)  # type: ignore[arg-type]
+    head = read_positions(ids, first, start=s0, stop=n, **kw)  # type: ignore[arg-type]
+    wrap = read_positions(ids, first, start=0, stop=s0 + per - n, **kw)  # type: ignore[arg-type]
+    return np.concatenate([head, wrap])
 
 
 def per_rank_count(num_selected: int, world_size: int) -> int:

@@ -47,9 +47,7 @@ from seta_stream.losses.inputs import (
 from seta_stream.plan import (
     Stage,
     World,
-    per_rank_count,
-    rank_part,
-    read_positions,
+    rank_positions,
     selection_digest,
     worker_part,
 )
@@ -156,14 +154,14 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self._resume = None
 
     def _start(self, epoch: int, ids: np.ndarray, weights: np.ndarray | None) -> None:
-        rows = read_positions(ids, self.dataset.manifest.first_ids, seed=self.seed, epoch=epoch,
+        """Publish this rank's part of the epoch's read order (computed for that part only)."""
+        rows = rank_positions(ids, self.dataset.manifest.first_ids, rank=self.rank,
+                              world_size=self.world_size, seed=self.seed, epoch=epoch,
                               open_shards=self.open_shards, shuffle=self.shuffle)  # fmt: skip
-        order = ids[rows]
+        mine = ids[rows]
         w = None if weights is None else np.asarray(weights, np.float32)[rows]
         digest = selection_digest(ids)
-        self._work.publish(Plan(epoch, order, w, digest))
-        del rows, w
-        mine = rank_part(order, self.rank, self.world_size)
+        self._work.publish(Plan(epoch, mine, w, digest))
         self.epoch, self._digest, self._selected = epoch, digest, len(mine)
         self._bytes_selected = None  # counted when stats() asks: it reads the shards' indexes
         self._mine = mine
@@ -196,9 +194,9 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         # Not a generator: the plan and the resume position are taken here, at iter() time,
         # so a StatefulDataLoader's state right after iter() already describes this pass.
-        epoch, order, weights, digest = self._work.load()
+        epoch, order, weights, digest = self._work.load()  # this rank's part of the order
         world = World.current(rank=self.rank, world_size=self.world_size)
-        rank_len = per_rank_count(len(order), world.world_size)
+        rank_len = len(order)
         stages = self._stages_for(epoch, digest, rank_len)
         window = self.shuffle_window if self.shuffle else 0
         part, yo, skip = worker_part(
@@ -207,9 +205,8 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         resumes_last = bool(stages) and stages[-1].num_workers == world.num_workers
         self._stages = tuple(stages[:-1] if resumes_last else stages)
         self._resume, self._iter, self._yielded_here = None, (epoch, digest, rank_len), skip
-        positions = (world.rank * rank_len + part) % max(len(order), 1)
-        ids = np.asarray(order[positions])
-        w = np.asarray(weights[positions]) if weights is not None else None
+        ids = np.asarray(order[part])
+        w = np.asarray(weights[part]) if weights is not None else None
         in_worker = get_worker_info() is not None
         slot = 1 + world.worker if in_worker else 0
         self._iterated_here = not in_worker

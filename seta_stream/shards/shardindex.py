@@ -159,12 +159,13 @@ class LazyIndex:
             return self._recode(_slice(self._whole, a, b))
         name = shard_index_name(info.name)
         source = self.store.path(name)
-        if not self.store.exists(name):
+        try:  # no exists() first: one request, and a server ignoring Range sends bodies twice
+            data = self.store.read_bytes(name)
+        except FileNotFoundError as e:
             raise ManifestError(
                 f"{source}: the index of shard {s} ({info.name}) is missing "
                 "(re-run tools/shard.py index, or copy the dataset's index/ folder too)"
-            )
-        data = self.store.read_bytes(name)
+            ) from e
         self.loads += 1
         self.bytes_read += len(data)
         if info.index_sha256 is not None:

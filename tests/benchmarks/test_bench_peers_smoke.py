@@ -38,7 +38,9 @@ def test_smoke_run_writes_json(script, tmp_path: Path, capsys: pytest.CaptureFix
                 assert pruned["samples"] == int(keep * N)
                 assert pruned["target"] == keep + 0.05
     full, pruned = by["SeTaStream", 0, "raw", 1.0], by["SeTaStream", 0, "raw", 0.3]
-    assert 0.9 * tar <= full["bytes_read"] <= tar  # the kernel saw the samples' bytes read
+    # the kernel saw the samples' bytes read, plus the per-shard index files (a few kB) and the
+    # plan's small files: within 1% of the dataset on disk
+    assert 0.9 * tar <= full["bytes_read"] <= 1.01 * tar
     assert pruned["bytes_read"] < 0.4 * full["bytes_read"]  # and pruned ones never read
     assert by["limit: sequential read, tar (ours, webdataset)", 0, "raw", 1.0]["bytes_read"] == tar
     assert by["limit: decode alone, in memory", 0, "decoded", 1.0]["decode_calls"] == N

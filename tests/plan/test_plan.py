@@ -16,6 +16,7 @@ from seta_stream.plan import (
     per_rank_count,
     rank_part,
     read_order,
+    rank_positions,
     read_positions,
     selection_digest,
     split,
@@ -114,6 +115,23 @@ def _sorted_read_order(
     within = np.arange(len(ids)) - starts
     order = np.lexsort((sorted_pos, within, sorted_pos // max(k, 1)))
     return ids[by_shard][order]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=datasets(), size=world_sizes, open_shards=st.integers(1, 5), seed=st.integers(0, 99))
+def test_rank_positions_are_the_rank_part(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray], size: int, open_shards: int, seed: int
+) -> None:
+    ids, shard, _ = data
+    first = np.searchsorted(shard, np.arange(shard[-1] + 2))
+    order = read_order(ids, first, seed=seed, epoch=3, open_shards=open_shards)
+    for rank in range(size):
+        pos = rank_positions(ids, first, rank=rank, world_size=size, seed=seed, epoch=3,
+                             open_shards=open_shards)  # fmt: skip
+        np.testing.assert_array_equal(ids[pos], rank_part(order, rank, size))
+        part = read_positions(ids, first, seed=seed, epoch=3, open_shards=open_shards,
+                              start=len(ids) // 3, stop=len(ids) // 2, batch_samples=4)  # fmt: skip
+        np.testing.assert_array_equal(ids[part], order[len(ids) // 3 : len(ids) // 2])
 
 
 def test_read_order_refuses_unsorted_ids() -> None:

@@ -26,8 +26,9 @@ def test_stream_and_loss_table_on_gcs(gcs_server: dict[str, Any], local_ds: Path
     import gcsfs
 
     fs = gcsfs.GCSFileSystem(**gcs_server)
-    for p in sorted(local_ds.iterdir()):
-        fs.put_file(str(p), f"gcs-data/ds/{p.name}")
+    for p in sorted(local_ds.rglob("*")):
+        if p.is_file():
+            fs.put_file(str(p), f"gcs-data/ds/{p.relative_to(local_ds).as_posix()}")
     policy = Static(prune_ratio=0.7)
     losses = "gs://gcs-data/run/losses"
     with SeTaStream("gs://gcs-data/ds", policy=policy, losses=losses,
