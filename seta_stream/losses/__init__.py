@@ -33,13 +33,14 @@ batch is harmless). Parquet files are replaced atomically: never a partial `loss
 
 Every Parquet file carries the metadata key `seta_stream.loss_table`: JSON with `kind`,
 `version` (now 1), `num_samples`, `fingerprint` and, per epoch, `epoch`, `form` and `info`.
+The table stores no sample keys: join any of its files on `sample_id` with the dataset's
+index (`seta_stream.shards.scan_index`) for the keys, labels or shards.
 
 `losses.parquet` — the latest snapshot (written by `snapshot()`, `end_epoch()`, `close()`):
 
 | column | type | meaning |
 |---|---|---|
 | sample_id | int64 | 0 … N−1 |
-| key | large_string | the sample's key (null when the table has no dataset) |
 | loss | float32 | last loss; null if never seen (NaN in `scores()`) |
 | visits | uint32 | number of batches that carried the sample |
 | last_epoch | int32 | epoch last seen, −1 if never |
@@ -48,9 +49,9 @@ Every Parquet file carries the metadata key `seta_stream.loss_table`: JSON with 
 | weight | float32 | loss weight of the last selection (1.0 when not selected) |
 
 `history/epoch=000012.parquet` — one per ended epoch, all of one schema:
-epoch int32, sample_id int64, key large_string, loss float32 (as at the epoch's end), group
-int8, selected bool, weight float32. Up to `history_full_max` samples (default 20M) every
-sample has a row ("full"); above it only the selected samples do ("compact"), and
+epoch int32, sample_id int64, loss float32 (as at the epoch's end), group int8, selected
+bool, weight float32. Up to `history_full_max` samples (default 100M) every sample has a row
+("full"); above it only the selected samples do ("compact"), and
 `histogram/epoch=….parquet` (epoch, group, bin, lo, hi, count: 64 bins per group) describes
 the losses of all samples. An epoch with no recorded selection stores group −1, weight 1 and
 selected = seen during that epoch.
@@ -60,6 +61,20 @@ large_string, group int8, count int64, seen int64 (samples with a loss), loss_mi
 loss_mean float64, loss_max float32 (over seen samples, at the epoch's end), selected int64,
 window_start int32, window_stop int32 (the SeTa window over group ranks, half-open; null
 otherwise), num_samples int64, kept_fraction float64.
+
+Tables made before keys were dropped still have `keys.parquet` and a `key` large_string
+column after `sample_id` in their snapshot and history; they keep it, so one table's files
+always share one schema.
+
+## Size, at 100M-1B samples
+
+On disk, per sample: 18 bytes of live columns, about 4 for the snapshot and 4 per epoch of
+full history (about 4 per *selected* sample in compact form); so about 30 bytes after two
+epochs, under 40 with any history form. In memory, `scores()` makes one float32 array (4
+bytes a sample); `record_selection`, the snapshot, history and summary go through the live
+columns a chunk (`chunk_rows`) at a time, past their memory maps; `flush()`, `scores()` and
+`end_epoch()` hand the maps' pages back to the page cache, so updates do not keep 18 bytes a
+sample resident. `benchmarks/bench_losstable.py` measures each epoch step.
 
 ```python
 import polars as pl
@@ -80,15 +95,23 @@ times_selected = history.group_by("sample_id").agg(pl.col("selected").sum()).col
 ## Carrying a table over to a re-sharded dataset
 
 Sample ids follow the shard order, so they change when a dataset is re-sharded; keys do not.
-Join the old snapshot to the new index on `key` and write the result into a new table:
+Give the old snapshot its keys from the old dataset's index, join it to the new index on
+`key` and write the result into a new table:
 
 ```python
 import polars as pl
 from seta_stream.losses import LossTable
+from seta_stream.shards import scan_index
 
-old = pl.read_parquet("runs/old/losses/losses.parquet").filter(pl.col("loss").is_not_null())
-new_index = pl.read_parquet("new_dataset/index.parquet").select("sample_id", "key")
-moved = new_index.join(old.select("key", "loss"), on="key", how="inner")
+old = (
+    pl.scan_parquet("runs/old/losses/losses.parquet")
+    .filter(pl.col("loss").is_not_null())
+    .join(scan_index(old_dataset_path).select("sample_id", "key"), on="sample_id")
+    .select("key", "loss")
+)
+moved = (
+    scan_index(new_dataset_path).select("sample_id", "key").join(old, on="key").collect()
+)
 with LossTable("runs/new/losses", dataset=new_dataset) as table:
     table.update(moved["sample_id"].to_numpy(), moved["loss"].to_numpy())
 ```

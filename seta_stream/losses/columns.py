@@ -13,11 +13,18 @@ Native byte order, no header: a table of N samples is 18·N bytes, and updating 
 only its own bytes (O(1)). Writes land in the page cache at once, so a killed process loses
 nothing it wrote; `flush()` (msync) makes them survive an OS crash too. Each file is created
 under a temp name, filled and renamed, so a half-created column never exists.
+
+**Memory.** Updates scatter over the maps, and every page they touch counts in this process's
+resident set (18 GB at 1B samples). So the bulk work never goes through the maps: `read()`
+and `write()` copy ranges with `pread`/`pwrite` (the same page cache, so they agree with the
+maps at once), and `release()` hands the touched pages back to the page cache after a flush.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +34,8 @@ import numpy as np
 from seta_stream.errors import LossTableError
 from seta_stream.losses.layout import LIVE_DIR, atomic_path
 
-_FILL_CHUNK = 1 << 24
+_FILL_CHUNK = 1 << 22
+_IO_MAX = 1 << 30  # bytes per pread/pwrite call (Linux moves at most ~2 GiB per call)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,33 +57,55 @@ COLUMN_SPECS: tuple[ColumnSpec, ...] = (
     ColumnSpec(name="selected", dtype=np.dtype(np.bool_), fill=False),
     ColumnSpec(name="weight", dtype=np.dtype(np.float32), fill=1.0),
 )
+SPECS = {spec.name: spec for spec in COLUMN_SPECS}
 BYTES_PER_SAMPLE = sum(spec.dtype.itemsize for spec in COLUMN_SPECS)
+
+
+def _pread(fd: int, out: np.ndarray[Any, Any], offset: int) -> None:
+    view = out.data.cast("B")
+    done = 0
+    while done < view.nbytes:
+        got = os.preadv(fd, [view[done : done + _IO_MAX]], offset + done)
+        if got <= 0:
+            raise LossTableError(f"live column ended early: {view.nbytes - done} bytes missing")
+        done += got
+
+
+def _pwrite(fd: int, data: np.ndarray[Any, Any], offset: int) -> None:
+    view = np.ascontiguousarray(data).data.cast("B")
+    done = 0
+    while done < view.nbytes:
+        done += os.pwritev(fd, [view[done : done + _IO_MAX]], offset + done)
 
 
 def _create_column(path: Path, spec: ColumnSpec, num_samples: int) -> None:
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.truncate(num_samples * spec.dtype.itemsize)  # sparse zeros
-        if spec.fill != 0 and num_samples > 0:
-            mm = np.memmap(tmp, dtype=spec.dtype, mode="r+", shape=(num_samples,))
-            for start in range(0, num_samples, _FILL_CHUNK):
-                mm[start : start + _FILL_CHUNK] = spec.fill
-            mm.flush()
-            del mm
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, num_samples * spec.dtype.itemsize)  # sparse zeros
+            if spec.fill != 0:
+                block = np.full(min(num_samples, _FILL_CHUNK), spec.fill, spec.dtype)
+                for start in range(0, num_samples, _FILL_CHUNK):
+                    part = block[: min(_FILL_CHUNK, num_samples - start)]
+                    _pwrite(fd, part, start * spec.dtype.itemsize)
+        finally:
+            os.close(fd)
 
 
-def _open_column(path: Path, spec: ColumnSpec, num_samples: int) -> np.memmap[Any, Any]:
+def _open_column(path: Path, spec: ColumnSpec, num_samples: int) -> tuple[int, mmap.mmap]:
     expected = num_samples * spec.dtype.itemsize
     try:
-        size = os.path.getsize(path)
+        fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
         raise LossTableError(f"{path}: live column {spec.name!r} is missing") from None
+    size = os.fstat(fd).st_size
     if size != expected:
+        os.close(fd)
         raise LossTableError(
             f"{path}: live column {spec.name!r} has {size} bytes, expected {expected} "
             f"({num_samples} samples of {spec.dtype}); the table is damaged"
         )
-    return np.memmap(path, dtype=spec.dtype, mode="r+", shape=(num_samples,))
+    return fd, mmap.mmap(fd, expected)
 
 
 class LiveColumns:
@@ -100,27 +130,80 @@ class LiveColumns:
             for spec in COLUMN_SPECS:
                 _create_column(live / spec.file_name, spec, num_samples)
         self.num_samples = num_samples
-        self._maps = {
-            spec.name: _open_column(live / spec.file_name, spec, num_samples)
-            for spec in COLUMN_SPECS
-        }
-        for name, mm in self._maps.items():
-            # Plain ndarray views: numpy's memmap subclass adds overhead to every fancy index.
-            setattr(self, name, mm.view(np.ndarray))
+        self._fds: dict[str, int] = {}
+        self._maps: dict[str, mmap.mmap] = {}
+        try:
+            for spec in COLUMN_SPECS:
+                fd, mm = _open_column(live / spec.file_name, spec, num_samples)
+                self._fds[spec.name], self._maps[spec.name] = fd, mm
+                setattr(self, spec.name, np.frombuffer(mm, dtype=spec.dtype))
+        except BaseException:
+            self.close()
+            raise
 
     def as_dict(self) -> dict[str, np.ndarray[Any, Any]]:
         return {spec.name: getattr(self, spec.name) for spec in COLUMN_SPECS}
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray[Any, Any]:
+        """A private copy of `name[start:stop]`, read past the map (no resident pages here)."""
+        stop = self.num_samples if stop is None else stop
+        spec = SPECS[name]
+        out = np.empty(stop - start, spec.dtype)
+        _pread(self._fds[name], out, start * spec.dtype.itemsize)
+        return out
+
+    def write(self, name: str, start: int, values: np.ndarray[Any, Any]) -> None:
+        """Store `values` at `name[start:]`, past the map (seen through it at once)."""
+        spec = SPECS[name]
+        _pwrite(self._fds[name], values.astype(spec.dtype, copy=False), start * spec.dtype.itemsize)
+
+    def store_selection(
+        self,
+        ids: np.ndarray[Any, Any],
+        weights: np.ndarray[Any, Any] | None,
+        groups: np.ndarray[Any, Any] | None,
+        *,
+        chunk_rows: int,
+    ) -> None:
+        """selected = `ids` (sorted), weight = `weights` there and 1 elsewhere, group =
+        `groups` (-1 when None); written a chunk at a time, past the maps."""
+        for start in range(0, self.num_samples, chunk_rows):
+            stop = min(self.num_samples, start + chunk_rows)
+            lo, hi = np.searchsorted(ids, [start, stop])
+            local = ids[lo:hi] - start
+            selected = np.zeros(stop - start, np.bool_)
+            selected[local] = True
+            weight = np.ones(stop - start, np.float32)
+            if weights is not None:
+                weight[local] = weights[lo:hi]
+            self.write("selected", start, selected)
+            self.write("weight", start, weight)
+            group = np.full(stop - start, -1, np.int8) if groups is None else groups[start:stop]
+            self.write("group", start, group)
 
     def flush(self) -> None:
         """msync every column, so what was written survives an OS crash."""
         for mm in self._maps.values():
             mm.flush()
 
+    def release(self) -> None:
+        """msync, then drop this process's pages of the maps (they stay in the page cache).
+
+        Bounds the resident set: the next update of a sample faults its page back in.
+        """
+        self.flush()
+        if sys.platform.startswith("linux"):
+            for mm in self._maps.values():  # Linux keeps a shared map's data: safe after msync
+                mm.madvise(mmap.MADV_DONTNEED)
+
     def close(self) -> None:
-        """Drop the maps; the OS unmaps them once the last view is gone."""
+        """Drop the maps and close the files; the OS unmaps once the last view is gone."""
         for spec in COLUMN_SPECS:
             setattr(self, spec.name, None)
         self._maps.clear()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     def problems(self, *, max_epoch: int, chunk_rows: int) -> list[str]:
         """Values no sequence of updates and selections can produce (chunked, bounded memory)."""
@@ -133,11 +216,10 @@ class LiveColumns:
             ("weight", lambda a: ~np.isfinite(a) | (a < 0), "is negative or not finite"),
         )
         for name, bad, why in checks:
-            column = getattr(self, name)
             for start in range(0, self.num_samples, chunk_rows):
-                hits = np.flatnonzero(bad(column[start : start + chunk_rows]))
+                chunk = self.read(name, start, min(self.num_samples, start + chunk_rows))
+                hits = np.flatnonzero(bad(chunk))
                 if hits.size:
-                    at = start + int(hits[0])
-                    found.append(f"{name}[{at}] = {column[at]!r} {why}")
+                    found.append(f"{name}[{start + int(hits[0])}] = {chunk[hits[0]]!r} {why}")
                     break
         return found

@@ -11,17 +11,21 @@ import json
 from typing import Any, Literal, Protocol
 
 import numpy as np
-import pyarrow as pa
 
 from seta_stream.errors import LossTableError
 
 NonFinite = Literal["raise", "skip"]
 IdArray = np.ndarray[Any, np.dtype[np.int64]]
+_CHECK_CHUNK = 1 << 22  # selection checks run on slices of this many ids (no N-sized temps)
 LossArray = np.ndarray[Any, np.dtype[np.float32]]
 
 
 class DatasetLike(Protocol):
-    """The dataset a table belongs to (SeTaStream passes its sharded dataset)."""
+    """The dataset a table belongs to (SeTaStream passes its sharded dataset).
+
+    The table stores only the fingerprint, never the keys: join a table's files on
+    `sample_id` with the dataset's index (`seta_stream.shards.scan_index`) for them.
+    """
 
     @property
     def fingerprint(self) -> str:
@@ -30,10 +34,6 @@ class DatasetLike(Protocol):
 
     @property
     def num_samples(self) -> int: ...
-
-    def keys(self) -> list[str] | pa.Array | pa.ChunkedArray:
-        """Sample keys in sample_id order."""
-        ...
 
 
 class SelectionLike(Protocol):
@@ -136,7 +136,7 @@ def check_selection(selection: SelectionLike, num_samples: int) -> tuple[Any, An
         )
     ids = ids.astype(np.int64, copy=False)
     check_range(ids, num_samples)
-    if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+    if not _strictly_increasing(ids):
         raise LossTableError("selection.ids must be sorted and unique")
     weights = None if selection.weights is None else np.asarray(selection.weights, np.float32)
     if weights is not None and (weights.shape != ids.shape or not all_finite(weights)):
@@ -158,3 +158,11 @@ def check_selection(selection: SelectionLike, num_samples: int) -> tuple[Any, An
     except (TypeError, ValueError) as e:
         raise LossTableError(f"selection.info must be JSON-serialisable: {e}") from e
     return ids, weights, None if groups is None else groups.astype(np.int8, copy=False), info
+
+
+def _strictly_increasing(ids: IdArray) -> bool:
+    for start in range(0, ids.size - 1, _CHECK_CHUNK):
+        part = ids[start : start + _CHECK_CHUNK + 1]
+        if not bool(np.all(part[1:] > part[:-1])):
+            return False
+    return True

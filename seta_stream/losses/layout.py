@@ -4,7 +4,7 @@
 <table>/
   table.json        kind, version, num_samples, dataset fingerprint, current epoch, per-epoch info
   lock              fcntl.flock target: one writing process at a time
-  keys.parquet      sample_id, key (only when the table was given a dataset)
+  keys.parquet      sample_id, key: only in tables made before keys were dropped (never written now)
   live/loss.f32, …   the fixed-width live columns, memory-mapped (see columns.py)
   losses.parquet    the latest snapshot
   history/epoch=000012.parquet, summary/epoch=000012.parquet, histogram/epoch=000012.parquet

@@ -6,7 +6,7 @@ table = LossTable("s3://bucket/run1/losses", dataset=ds, storage_options={...})
 
 The live columns are memory-mapped in a local folder (`local_dir=`, default
 `layout.mirror_dir(url)`), so `update()` stays O(1) and never touches the network. Every
-other file — `table.json`, `keys.parquet`, `losses.parquet` and the per-epoch `history/`,
+other file — `table.json`, `losses.parquet` and the per-epoch `history/`,
 `summary/`, `histogram/` files — is uploaded after it is written locally: to object stores
 with one PUT (S3, GCS and Azure publish an object only once it is complete), elsewhere under
 a temporary name and then renamed. `table.json` always goes last, so the files it refers to
@@ -32,7 +32,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 
 from seta_stream.errors import LossTableError
@@ -104,26 +103,31 @@ def _json(meta: dict[str, Any]) -> str:
 
 
 def restore_live(root: Path, num_samples: int) -> None:
-    """Create the live columns from `losses.parquet` (all defaults when there is none)."""
+    """Create the live columns from `losses.parquet` (all defaults when there is none), a row
+    group at a time."""
     cols = LiveColumns(root, num_samples, create=True)
     try:
         snapshot = root / layout.SNAPSHOT_NAME
         if not snapshot.exists():
             return
-        table = pq.read_table(snapshot)
-        if table.num_rows != num_samples:
+        parquet = pq.ParquetFile(snapshot)
+        if parquet.metadata.num_rows != num_samples:
             raise LossTableError(
-                f"{snapshot}: {table.num_rows} rows for a table of {num_samples} samples"
+                f"{snapshot}: {parquet.metadata.num_rows} rows for a table of {num_samples} samples"
             )
-        ids = table.column("sample_id").to_numpy()
-        loss = table.column("loss").to_numpy(zero_copy_only=False)
-        cols.loss[ids] = np.asarray(loss, np.float32)  # nulls (never seen) come back as NaN
-        cols.visits[ids] = table.column("visits").to_numpy()
-        cols.epoch[ids] = table.column("last_epoch").to_numpy()
-        cols.group[ids] = table.column("group").to_numpy()
-        cols.selected[ids] = table.column("selected").to_numpy(zero_copy_only=False)
-        cols.weight[ids] = table.column("weight").to_numpy()
-        cols.flush()
+        names = {"last_epoch": "epoch"}  # snapshot column -> live column
+        wanted = ["sample_id", "loss", "visits", "last_epoch", "group", "selected", "weight"]
+        for i in range(parquet.num_row_groups):
+            part = parquet.read_row_group(i, columns=wanted)
+            ids = part.column("sample_id").to_numpy()
+            for column in wanted[1:]:
+                live = names.get(column, column)
+                values = part.column(column).to_numpy()  # loss: nulls (never seen) -> NaN
+                if ids.size and ids[-1] - ids[0] == ids.size - 1:  # consecutive, as written
+                    cols.write(live, int(ids[0]), values)
+                else:
+                    getattr(cols, live)[ids] = values
+        cols.release()
     finally:
         cols.close()
 

@@ -8,10 +8,11 @@ a file. Until the writer's first snapshot every loss reads as NaN (never seen). 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,7 +23,12 @@ import pyarrow as pa
 from seta_stream.errors import LossTableError
 from seta_stream.losses import layout
 from seta_stream.losses.inputs import DatasetLike
-from seta_stream.losses.schema import METADATA_KEY, file_metadata, read_checked
+from seta_stream.losses.schema import (
+    METADATA_KEY,
+    file_metadata,
+    read_checked,
+    read_column_into,
+)
 
 
 def resolve_num_samples(
@@ -54,8 +60,8 @@ def check_dataset(root: Path, meta: dict[str, Any], dataset: DatasetLike | None)
     if str(dataset.fingerprint) != stored:
         raise LossTableError(
             f"loss table {root} belongs to another dataset (fingerprint {stored}, this dataset "
-            f"{dataset.fingerprint}). Use a new losses path, or carry the losses over by joining "
-            "the snapshot on `key` (see seta_stream.losses)."
+            f"{dataset.fingerprint}). Use a new losses path, or carry the losses over through "
+            "the two datasets' indexes (see 'Carrying a table over' in seta_stream.losses)."
         )
 
 
@@ -111,28 +117,44 @@ class ReadOnlyLossTable:
             )
         return table
 
-    def _read_remote(self, columns: list[str] | None) -> pa.Table | None:
+    @contextlib.contextmanager
+    def _remote_snapshot(self) -> Iterator[Path | None]:
+        """The URL's snapshot, downloaded to a temp file for the block (None: none yet)."""
         store = self._store
         assert store is not None
         if not store.exists(layout.SNAPSHOT_NAME):
-            return None
+            yield None
+            return
         with tempfile.TemporaryDirectory(prefix="seta_stream-") as tmp:
             local = Path(tmp) / layout.SNAPSHOT_NAME
             store.download(layout.SNAPSHOT_NAME, local)
+            yield local
+
+    def _read_remote(self, columns: list[str] | None) -> pa.Table | None:
+        with self._remote_snapshot() as local:
+            if local is None:
+                return None
             table = read_checked(local, "snapshot", columns)
         if table.num_rows != self.num_samples:
+            url = self._store.url if self._store is not None else self.root
             raise LossTableError(
-                f"{store.url}/{layout.SNAPSHOT_NAME} has {table.num_rows} rows, but the table "
-                f"has {self.num_samples} samples"
+                f"{url}/{layout.SNAPSHOT_NAME} has {table.num_rows} rows, but the "
+                f"table has {self.num_samples} samples"
             )
         return table
 
     def scores(self) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """float32 losses from the latest snapshot (NaN: never seen, or no snapshot yet)."""
-        table = self.read_snapshot(["loss"])
-        if table is None:
-            return np.full(self.num_samples, np.nan, np.float32)
-        return np.asarray(table.column("loss").to_numpy(), dtype=np.float32)  # nulls → NaN
+        """float32 losses from the latest snapshot (NaN: never seen, or no snapshot yet),
+        read a row group at a time: 4 bytes a sample in all."""
+        scores = np.full(self.num_samples, np.nan, np.float32)
+        if self._store is None:
+            if self.snapshot_path.exists():
+                read_column_into(self.snapshot_path, "snapshot", "loss", scores)
+            return scores
+        with self._remote_snapshot() as local:
+            if local is not None:
+                read_column_into(local, "snapshot", "loss", scores)
+        return scores
 
     def snapshot_epoch(self) -> int | None:
         """The epoch the latest snapshot was taken in (None before the first one)."""

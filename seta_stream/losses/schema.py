@@ -1,17 +1,22 @@
 """Parquet schemas of the loss table's files, their versioned metadata, and checked reading.
 
 Every Parquet file a table writes carries, under the metadata key `seta_stream.loss_table`, a
-JSON object with at least `kind` (snapshot, history, summary, histogram, keys) and `version`.
-A reader that meets an unknown version names the file, the version and the versions it reads.
+JSON object with at least `kind` (snapshot, history, summary, histogram; `keys` in tables made
+before keys were dropped) and `version`. A reader that meets an unknown version names the file,
+the version and the versions it reads.
+
+Encodings are chosen for size at 1B rows: `sample_id` delta-encoded (about 0 bytes a row),
+`loss` byte-stream-split (its exponent bytes then compress), the few-valued columns
+dictionary-encoded, all zstd: about 4 bytes a row for a snapshot or a full history.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -23,7 +28,6 @@ METADATA_KEY = b"seta_stream.loss_table"
 SNAPSHOT_SCHEMA = pa.schema(
     [
         ("sample_id", pa.int64()),
-        ("key", pa.large_string()),
         ("loss", pa.float32()),
         ("visits", pa.uint32()),
         ("last_epoch", pa.int32()),
@@ -36,7 +40,6 @@ HISTORY_SCHEMA = pa.schema(
     [
         ("epoch", pa.int32()),
         ("sample_id", pa.int64()),
-        ("key", pa.large_string()),
         ("loss", pa.float32()),
         ("group", pa.int8()),
         ("selected", pa.bool_()),
@@ -70,14 +73,21 @@ HISTOGRAM_SCHEMA = pa.schema(
         ("count", pa.int64()),
     ]
 )
-KEYS_SCHEMA = pa.schema([("sample_id", pa.int64()), ("key", pa.large_string())])
+KEY_FIELD = pa.field("key", pa.large_string())
 
-# Dictionary encoding only where values repeat: on losses, ids and keys it is tried and
-# abandoned on every page, which costs a third of the write time.
+# Dictionary encoding only where values repeat: on losses and ids it is tried and abandoned on
+# every page, which costs a third of the write time.
 WRITE_OPTIONS: dict[str, Any] = {
-    "use_dictionary": ["epoch", "last_epoch", "group", "phase"],
-    "compression": "snappy",
+    "use_dictionary": ["epoch", "last_epoch", "group", "phase", "visits", "weight"],
+    "column_encoding": {"sample_id": "DELTA_BINARY_PACKED", "loss": "BYTE_STREAM_SPLIT"},
+    "compression": "zstd",
 }
+
+
+def keyed(schema: pa.Schema) -> pa.Schema:
+    """`schema` with the `key` column after `sample_id`, as tables made before keys were
+    dropped have it (`keys.parquet`)."""
+    return schema.insert(schema.get_field_index("sample_id") + 1, KEY_FIELD)
 
 
 def with_metadata(schema: pa.Schema, kind: str, **fields: Any) -> pa.Schema:
@@ -118,17 +128,27 @@ def read_checked(path: Path, kind: str, columns: list[str] | None = None) -> pa.
         return pq.read_table(f, columns=columns)
 
 
-def keys_array(keys: Any, num_samples: int) -> pa.Array | pa.ChunkedArray:
-    """A dataset's `keys()` as large_string, checked to hold one key per sample."""
-    arr = keys if isinstance(keys, pa.Array | pa.ChunkedArray) else pa.array(keys)
-    if len(arr) != num_samples:
-        raise LossTableError(
-            f"dataset.keys() returned {len(arr)} keys for a dataset of {num_samples} samples"
-        )
+def read_column_into(path: Path, kind: str, column: str, out: np.ndarray[Any, Any]) -> None:
+    """Fill `out` (one value per row, nulls as NaN) with `column` of a loss-table Parquet file,
+    a row group at a time: no second N-sized copy."""
     try:
-        return arr.cast(pa.large_string())
-    except pa.ArrowException as e:
-        raise LossTableError(f"dataset.keys() must be strings, got {arr.type}") from e
+        f = open(path, "rb")  # noqa: SIM115  # closed below
+    except FileNotFoundError:
+        raise LossTableError(f"{path}: file not found") from None
+    with f:
+        file_metadata(path, kind, source=f)
+        f.seek(0)
+        parquet = pq.ParquetFile(f)
+        if parquet.metadata.num_rows != out.size:
+            raise LossTableError(
+                f"{path} has {parquet.metadata.num_rows} rows, but the table has {out.size} samples"
+            )
+        at = 0
+        for i in range(parquet.num_row_groups):
+            values = parquet.read_row_group(i, columns=[column]).column(0)
+            part = values.to_numpy()  # a float column: nulls come back as NaN
+            out[at : at + part.size] = part
+            at += part.size
 
 
 def check_keys_file(path: Path, num_samples: int) -> None:
@@ -139,19 +159,14 @@ def check_keys_file(path: Path, num_samples: int) -> None:
 
 
 class KeySource:
-    """Keys in sample_id order, handed out in consecutive slices (None file: all null)."""
+    """The keys of a table made before keys were dropped, in sample_id order, handed out in
+    consecutive slices."""
 
-    def __init__(self, path: Path | None, chunk_rows: int) -> None:
-        self._batches: Iterator[pa.RecordBatch] | None = None
-        if path is not None:
-            self._batches = pq.ParquetFile(path).iter_batches(
-                batch_size=chunk_rows, columns=["key"]
-            )
+    def __init__(self, path: Path, chunk_rows: int) -> None:
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=["key"])
         self._buf: pa.Array = pa.array([], pa.large_string())
 
     def next(self, n: int) -> pa.Array:
-        if self._batches is None:
-            return pa.nulls(n, pa.large_string())
         parts: list[pa.Array] = []
         while n > 0:
             if len(self._buf) == 0:

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from seta_stream.errors import LossTableError
 from seta_stream.losses import layout
 from seta_stream.losses.columns import LiveColumns
-from seta_stream.losses.history import EpochRecord, Hook, WriteContext, write_epoch, write_keys
+from seta_stream.losses.history import EpochRecord, Hook, WriteContext, write_epoch
 from seta_stream.losses.history import write_snapshot as _write_snapshot
 from seta_stream.losses.inputs import (
     DatasetLike,
@@ -33,11 +33,15 @@ from seta_stream.losses.inputs import (
 )
 from seta_stream.losses.mirror import TableMirror, local_folder
 from seta_stream.losses.reader import ReadOnlyLossTable, check_dataset, resolve_num_samples
-from seta_stream.losses.schema import check_keys_file, file_metadata, keys_array
+from seta_stream.losses.schema import check_keys_file, file_metadata
 from seta_stream.losses.writer import Batch, LossWriter
 
-HISTORY_FULL_MAX = 20_000_000
-"""Above this many samples an epoch's history holds only the selected rows (plus histograms)."""
+HISTORY_FULL_MAX = 100_000_000
+"""Above this many samples an epoch's history holds only the selected rows (plus histograms).
+
+A full history costs about 4 bytes a sample an epoch: up to 100M that keeps a table under 40
+bytes a sample on disk for the first five epochs; a compact one costs about 4 bytes a
+selected sample."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,12 +79,14 @@ class LossTable:
             fsspec URL (`s3://…`): the live table then stays in `local_dir` and its snapshots
             and history are uploaded atomically (see `seta_stream.losses.mirror`).
         num_samples: N; needed to create a table without a dataset, checked when reopening.
-        dataset: the dataset (`DatasetLike`); its fingerprint and keys are stored, and a table
-            of another dataset is refused.
+        dataset: the dataset (`DatasetLike`); its fingerprint is stored, and a table of another
+            dataset is refused. Keys are not stored: join on `sample_id` with the dataset's
+            index (`scan_index`).
         nonfinite: "raise" (default) refuses a batch with a NaN/inf loss; "skip" drops those
             losses and counts them in `stats()["nonfinite_skipped"]`.
         max_pending: batches queued before `update()` blocks (back-pressure).
-        history_full_max: above this N, epoch history keeps only the selected rows.
+        history_full_max: above this N (default 100M), epoch history keeps only the selected
+            rows (see `HISTORY_FULL_MAX`).
         chunk_rows: rows per chunk when writing Parquet (bounds memory at large N).
         debug_hook: for tests; called on the writer thread with a point name ("apply:start",
             "apply:mid", "apply:end", "snapshot:partial", "snapshot:written",
@@ -131,6 +137,8 @@ class LossTable:
         self._closed = False
         self._counts = {"updates": 0, "samples_queued": 0, "nonfinite_skipped": 0, "flushes": 0}
         self._updated_since_end = False  # an ended epoch that gets updates must end again
+        self._changes = 0  # updates and selections given; a snapshot notes the count it holds
+        self._snapshot_mark: tuple[int, int] | None = None  # (epoch, changes) of the last one
         self._writer = LossWriter(self._apply, max_pending=max_pending)
         self._finalizer = weakref.finalize(self, _finalize, self._writer, self._cols, self._lock)
 
@@ -154,7 +162,7 @@ class LossTable:
             resolve_num_samples(root, self._meta["num_samples"], num_samples, dataset)
             check_dataset(root, self._meta, dataset)
             cols = LiveColumns(root, self._meta["num_samples"], create=False)
-            if self._meta.get("has_keys"):
+            if self._meta.get("has_keys"):  # made before keys were dropped: still writes them
                 check_keys_file(root / layout.KEYS_NAME, self._meta["num_samples"])
             if dataset is not None and self._meta.get("fingerprint") is None:
                 self._adopt(dataset)  # a table made without a dataset meets its dataset
@@ -166,7 +174,6 @@ class LossTable:
             "version": layout.TABLE_VERSION,
             "num_samples": n,
             "fingerprint": None,
-            "has_keys": False,
             "epoch": 0,
             "max_epoch": 0,
             "epochs": {},
@@ -177,10 +184,7 @@ class LossTable:
         return cols
 
     def _adopt(self, dataset: DatasetLike) -> None:
-        keys = keys_array(dataset.keys(), self._meta["num_samples"])
         self._meta["fingerprint"] = str(dataset.fingerprint)
-        write_keys(self.root, keys, self._context())
-        self._meta["has_keys"] = True
         if (self.root / layout.META_NAME).exists():
             layout.write_meta(self.root, self._meta)
 
@@ -228,6 +232,7 @@ class LossTable:
             ids_np, loss_np = self._drop_nonfinite(ids_np, loss_np)
         self._writer.put(Batch(ids_np, loss_np, self._meta["epoch"]))
         self._updated_since_end = True
+        self._changes += 1
         self._counts["updates"] += 1
         self._counts["samples_queued"] += ids_np.size
 
@@ -265,22 +270,34 @@ class LossTable:
 
     # -- control -----------------------------------------------------------------------------
     def flush(self) -> None:
-        """Wait until every queued update is applied and msync'ed (survives an OS crash)."""
-        self._writer.call(self._cols.flush)
+        """Wait until every queued update is applied and msync'ed (survives an OS crash).
+
+        Also hands the live columns' pages back to the page cache, so this process's resident
+        set does not keep up to 18 bytes a sample of them.
+        """
+        self._writer.call(self._cols.release)
         self._counts["flushes"] += 1
 
     def scores(self) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """A float32 copy of the losses (NaN: never seen), taken after a flush."""
+        """A float32 copy of the losses (NaN: never seen), taken after a flush: 4 bytes a
+        sample, the only N-sized array it makes."""
 
         def copy() -> np.ndarray[Any, np.dtype[np.float32]]:
-            self._cols.flush()
-            return self._cols.loss.copy()
+            self._cols.release()
+            return self._cols.read("loss")
 
         return self._writer.call(copy)
 
-    def columns(self) -> dict[str, np.ndarray[Any, Any]]:
-        """Copies of the live columns (loss, visits, epoch, group, selected, weight)."""
-        return self._writer.call(lambda: {k: v.copy() for k, v in self._cols.as_dict().items()})
+    def columns(self, *names: str) -> dict[str, np.ndarray[Any, Any]]:
+        """Copies of the live columns `names` (default all: loss, visits, epoch, group,
+        selected, weight)."""
+        wanted = names or tuple(self._cols.as_dict())
+        unknown = set(wanted) - set(self._cols.as_dict())
+        if unknown:
+            raise LossTableError(
+                f"no live columns {sorted(unknown)}; have {list(self._cols.as_dict())}"
+            )
+        return self._writer.call(lambda: {name: self._cols.read(name) for name in wanted})
 
     def set_epoch(self, epoch: int) -> None:
         """Set the current epoch: the `epoch` recorded by later `update()` calls."""
@@ -308,16 +325,11 @@ class LossTable:
             )
         ids, weights, groups, info = check_selection(selection, self.num_samples)
 
-        def store() -> None:
-            cols = self._cols
-            cols.selected[:] = False
-            cols.selected[ids] = True
-            cols.weight[:] = 1.0
-            if weights is not None:
-                cols.weight[ids] = weights
-            cols.group[:] = -1 if groups is None else groups
-
-        self._writer.call(store)
+        chunk = self.options.chunk_rows
+        self._changes += 1
+        self._writer.call(
+            lambda: self._cols.store_selection(ids, weights, groups, chunk_rows=chunk)
+        )
         with self._meta_lock:
             self._meta["epochs"][str(epoch)] = {"info": info, "ended": False}
             layout.write_meta(self.root, self._meta)
@@ -343,12 +355,14 @@ class LossTable:
         ctx = self._context()
 
         def write() -> None:
-            self._cols.flush()
+            self._cols.release()
             write_epoch(self._cols, ctx, record)
             _write_snapshot(self._cols, ctx, epoch=epoch)
 
         self._updated_since_end = False  # the write below includes every update queued so far
+        mark = (epoch, self._changes)
         self._writer.call(write)
+        self._snapshot_mark = mark
         with self._meta_lock:
             self._meta["epochs"][str(epoch)] = {**entry, "ended": True}
             layout.write_meta(self.root, self._meta)
@@ -358,8 +372,9 @@ class LossTable:
 
     def snapshot(self) -> Path:
         """Write `losses.parquet` atomically (after applying everything queued); return its path."""
-        ctx = self._context()
-        path = self._writer.call(lambda: _write_snapshot(self._cols, ctx, epoch=self.epoch))
+        ctx, mark = self._context(), (self.epoch, self._changes)
+        path = self._writer.call(lambda: _write_snapshot(self._cols, ctx, epoch=mark[0]))
+        self._snapshot_mark = mark
         self._push(layout.SNAPSHOT_NAME)
         return path
 
@@ -407,13 +422,16 @@ class LossTable:
     def close(self) -> None:
         """Flush, write a final snapshot, stop the writer thread and release the lock.
 
-        Idempotent. Raises the writer's failure if no earlier call has raised it.
+        The snapshot is skipped when the last one (of this process) holds every update and
+        selection given since. Idempotent. Raises the writer's failure if no earlier call has
+        raised it.
         """
         if self._closed:
             return
         self._closed = True
         try:
-            if not self._writer.failed:
+            current = self._snapshot_mark == (self.epoch, self._changes)
+            if not self._writer.failed and not current:
                 self._writer.call(self._final_snapshot)
                 self._push(layout.SNAPSHOT_NAME)
         finally:
@@ -421,7 +439,7 @@ class LossTable:
             _finalize(self._writer, self._cols, self._lock)
 
     def _final_snapshot(self) -> None:
-        self._cols.flush()
+        self._cols.release()
         _write_snapshot(self._cols, self._context(), epoch=self.epoch)
 
     def __enter__(self) -> LossTable:

@@ -14,14 +14,10 @@ import pytest
 
 @dataclass(frozen=True)
 class TinyDataset:
-    """Implements `seta_stream.losses.DatasetLike`."""
+    """Implements `seta_stream.losses.DatasetLike` (a fingerprint and a size; no keys)."""
 
     fingerprint: str
     num_samples: int
-    key_prefix: str = "sample"
-
-    def keys(self) -> list[str]:
-        return [f"{self.key_prefix}-{i:06d}" for i in range(self.num_samples)]
 
 
 @dataclass(frozen=True)

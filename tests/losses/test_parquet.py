@@ -14,11 +14,11 @@ from seta_stream.errors import LossTableError
 from seta_stream.losses import LossTable
 
 SNAPSHOT = {
-    "sample_id": pl.Int64, "key": pl.String, "loss": pl.Float32, "visits": pl.UInt32,
+    "sample_id": pl.Int64, "loss": pl.Float32, "visits": pl.UInt32,
     "last_epoch": pl.Int32, "group": pl.Int8, "selected": pl.Boolean, "weight": pl.Float32,
 }  # fmt: skip
 HISTORY = {
-    "epoch": pl.Int32, "sample_id": pl.Int64, "key": pl.String, "loss": pl.Float32,
+    "epoch": pl.Int32, "sample_id": pl.Int64, "loss": pl.Float32,
     "group": pl.Int8, "selected": pl.Boolean, "weight": pl.Float32,
 }  # fmt: skip
 SUMMARY = {
@@ -49,7 +49,6 @@ def test_snapshot_round_trip(tmp_path: Path, tiny_dataset, seta_selection) -> No
     snap = pl.read_parquet(tmp_path / "t" / "losses.parquet")
     assert dict(snap.schema) == SNAPSHOT
     assert snap["sample_id"].to_list() == list(range(N))
-    assert snap["key"].to_list() == tiny_dataset("fp", N).keys()
     loss = snap["loss"].to_numpy()  # null (never seen) reads as NaN
     np.testing.assert_array_equal(loss, cols["loss"])
     for name, column in (("visits", "visits"), ("last_epoch", "epoch"), ("group", "group")):
@@ -118,7 +117,7 @@ def test_epoch_without_selection_records_what_was_seen(tmp_path: Path) -> None:
         table.end_epoch()
     history = pl.read_parquet(tmp_path / "t" / "history" / "epoch=000000.parquet")
     assert np.flatnonzero(history["selected"].to_numpy()).tolist() == [2, 3]
-    assert history["key"].null_count() == 10 and (history["group"] == -1).all()
+    assert (history["group"] == -1).all()
 
 
 def test_fingerprint_mismatch_is_an_error(tmp_path: Path, tiny_dataset) -> None:
@@ -138,7 +137,8 @@ def test_table_without_dataset_adopts_one(tmp_path: Path, tiny_dataset) -> None:
     LossTable(tmp_path / "t", dataset=tiny_dataset("aaa", 20)).close()
     with pytest.raises(LossTableError, match="belongs to another dataset"):
         LossTable(tmp_path / "t", dataset=tiny_dataset("bbb", 20))
-    assert pl.read_parquet(tmp_path / "t" / "losses.parquet")["key"][0] == "sample-000000"
+    assert not (tmp_path / "t" / "keys.parquet").exists()
+    assert "key" not in pl.read_parquet(tmp_path / "t" / "losses.parquet").columns
 
 
 def _rewrite_version(path: Path, version: int) -> None:
@@ -187,25 +187,31 @@ def test_readonly_reads_snapshots(tmp_path: Path) -> None:
         assert not hasattr(reader, "update")
 
 
-def test_carry_over_to_a_resharded_dataset_by_key(tmp_path: Path, tiny_dataset) -> None:
-    """The module docstring's recipe, run."""
-    old_ds = tiny_dataset("old", 50)
-    with LossTable(tmp_path / "old", dataset=old_ds) as table:
-        table.update(np.arange(0, 50, 2), np.arange(25, dtype=np.float32))
+def test_carry_over_to_a_resharded_dataset_by_key(
+    tmp_path: Path, tiny_dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The module docstring's recipe, run (with stand-in dataset indexes)."""
+    import seta_stream.losses as package
+    import seta_stream.shards as shards
+
+    keys = [f"k{i:03d}" for i in range(50)]
     perm = np.random.default_rng(1).permutation(50)  # re-sharding reorders the samples
-
-    class Resharded:
-        fingerprint, num_samples = "new", 50
-
-        def keys(self) -> list[str]:
-            return [old_ds.keys()[i] for i in perm]
-
-    new_index = pl.DataFrame({"sample_id": np.arange(50), "key": Resharded().keys()})
-    old = pl.read_parquet(tmp_path / "old" / "losses.parquet").filter(pl.col("loss").is_not_null())
-    moved = new_index.join(old.select("key", "loss"), on="key", how="inner")
-    with LossTable(tmp_path / "new", dataset=Resharded()) as table:
-        table.update(moved["sample_id"].to_numpy(), moved["loss"].to_numpy())
-        scores = table.scores()
+    indexes = {
+        "old_ds": pl.LazyFrame({"sample_id": np.arange(50), "key": keys}),
+        "new_ds": pl.LazyFrame({"sample_id": np.arange(50), "key": [keys[i] for i in perm]}),
+    }
+    monkeypatch.setattr(shards, "scan_index", lambda path: indexes[path], raising=False)
+    with LossTable(tmp_path / "runs/old/losses", dataset=tiny_dataset("old", 50)) as table:
+        table.update(np.arange(0, 50, 2), np.arange(25, dtype=np.float32))
+    recipe = package.__doc__.split("## Carrying a table over")[1].split("```python")[1]
+    recipe = recipe.split("```")[0].replace("runs/", f"{tmp_path}/runs/")
+    scope = {
+        "old_dataset_path": "old_ds",
+        "new_dataset_path": "new_ds",
+        "new_dataset": tiny_dataset("new", 50),
+    }
+    exec(recipe, scope)
+    scores = LossTable.open_readonly(tmp_path / "runs" / "new" / "losses").scores()
     old_scores = np.full(50, np.nan, np.float32)
     old_scores[np.arange(0, 50, 2)] = np.arange(25)
     np.testing.assert_array_equal(scores, old_scores[perm])
