@@ -9,7 +9,7 @@ from seta_stream.shards.manifest import INDEX_NAME, MANIFEST_NAME, Manifest, Sha
 from seta_stream.shards.reader import Dataset, ReadStats, SampleReader, read_samples
 from seta_stream.shards.scan import scan_index
 from seta_stream.shards.sources import Sample, Source, open_source
-from seta_stream.shards.upgrade import upgrade
+from seta_stream.shards.upgrade_v1 import upgrade
 
 __all__ = [
     "INDEX_NAME",

@@ -32,7 +32,7 @@ from seta_stream.shards.manifest import (
 )
 from seta_stream.shards.shardindex import SHARD_INDEX_DIR, shard_index_name
 from seta_stream.shards.tarindex import TarScan, scan_tar
-from seta_stream.shards.upgrade import file_sha256, split_v1_index
+from seta_stream.shards.upgrade_v1 import file_sha256, split_v1_index
 from seta_stream.storage import Store
 
 _PART = re.compile(r"^dataset\.part-(\d{5})-of-(\d{5})\.json$")

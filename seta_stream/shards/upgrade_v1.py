@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from seta_stream.errors import ChecksumError, ManifestError
+from seta_stream.shards.index import MEMBER_TYPE
 from seta_stream.shards.manifest import (
     INDEX_NAME,
     KEPT_FINGERPRINT,
@@ -34,6 +35,7 @@ from seta_stream.shards.shardindex import write_shard_index
 from seta_stream.storage import Store
 
 BATCH_ROWS = 1 << 16
+_MEMBERS = pa.list_(MEMBER_TYPE)
 _READ = 1 << 22  # bytes per read while hashing
 
 
@@ -126,12 +128,24 @@ def _shard_tables(pf: pq.ParquetFile, manifest: Manifest, source: str) -> Iterat
             take = min(need, batch.num_rows - pos)
             pieces.append(batch.slice(pos, take))
             pos, need, done = pos + take, need - take, done + take
-        yield pa.Table.from_batches(pieces, pf.schema_arrow).combine_chunks()
+        yield _as_written(pa.Table.from_batches(pieces, pf.schema_arrow).combine_chunks(), source)
     extra = (batch.num_rows - pos if batch is not None else 0) + sum(b.num_rows for b in batches)
     if extra:
         raise ManifestError(
             f"{source}: {done + extra} rows but dataset.json counts {manifest.num_samples} samples"
         )
+
+
+def _as_written(table: pa.Table, source: str) -> pa.Table:
+    """Rows read back from Parquet as the writer had them: Parquet names a list's values
+    `element`, Arrow `item`; with the writer's name the file's bytes are the writer's too."""
+    if "members" not in table.column_names:
+        return table  # (type equality ignores the name: cast always)
+    try:
+        members = table["members"].cast(_MEMBERS)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+        raise ManifestError(f"{source}: column 'members' is not a list of members ({e})") from e
+    return table.set_column(table.column_names.index("members"), "members", members)
 
 
 def _check_place(table: pa.Table, s: int, first: int, info: ShardInfo, source: str) -> None:
