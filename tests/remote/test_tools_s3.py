@@ -1,4 +1,4 @@
-"""tools/shard.py convert, index and verify against a real S3 server (moto, 127.0.0.1)."""
+"""tools/shard.py convert, index, verify and upgrade against a real S3 server (moto, 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from seta_stream.shards import Dataset, read_samples
@@ -42,8 +41,11 @@ def test_convert_to_s3_then_verify_and_read(
     fs = s3fs.S3FileSystem(**s3.storage_options)
     names = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{bucket}/ds", detail=False))
     assert names == sorted(p.name for p in local_ds.iterdir())  # no temporary objects left
-    for p in local_ds.glob("*.tar"):  # byte for byte what a local conversion writes
-        assert fs.cat_file(f"{bucket}/ds/{p.name}") == p.read_bytes()
+    for p in [*local_ds.glob("*.tar"), *local_ds.glob("index/*")]:  # what a local run writes
+        name = p.relative_to(local_ds).as_posix()
+        assert fs.cat_file(f"{bucket}/ds/{name}") == p.read_bytes(), name
+    remote_index = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{bucket}/ds/index", detail=False))
+    assert remote_index == sorted(p.name for p in (local_ds / "index").iterdir())
     assert _cli().main(["verify", url, *_opts(s3)]) == 0
     assert "ok:" in capsys.readouterr().out
     got = list(read_samples(url, [3, 200], storage_options=s3.storage_options))
@@ -77,8 +79,32 @@ def test_index_of_remote_tars_reads_only_headers(
     for p in tars:
         (local / p.name).write_bytes(p.read_bytes())
     assert _cli().main(["index", str(local)]) == 0
-    remote_index = pq.read_table(fs.open(f"{bucket}/tars/index.parquet"))
-    assert remote_index.equals(pq.read_table(local / "index.parquet"))
+    for p in tars:  # each shard's index file, byte for byte the local one
+        name = f"index/{p.name}.parquet"
+        assert fs.cat_file(f"{bucket}/tars/{name}") == (local / name).read_bytes()
+
+
+def test_upgrade_a_version_1_dataset_on_s3(
+    s3: Any, bucket: str, local_ds: Path, tmp_path: Path, script: Any
+) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3.storage_options)
+    fs.put(str(local_ds), f"{bucket}/old", recursive=True)
+    url = f"s3://{bucket}/old"
+    want = [r["bin"] for r in read_samples(url, [0, 100, 239], storage_options=s3.storage_options)]
+    script("tests/shards/v1_dataset.py").to_v1(url, s3.storage_options)
+    assert not fs.exists(f"{bucket}/old/index/shard-000000.tar.parquet")
+    ds = Dataset.open(url, storage_options=s3.storage_options)
+    assert ds.manifest.version == 1
+    assert _cli().main(["upgrade", url, *_opts(s3)]) == 0
+    ds = Dataset.open(url, storage_options=s3.storage_options)
+    assert ds.manifest.version == 2 and fs.exists(f"{bucket}/old/index.parquet")
+    for p in (local_ds / "index").iterdir():  # the files the conversion wrote
+        assert fs.cat_file(f"{bucket}/old/index/{p.name}") == p.read_bytes()
+    got = [r["bin"] for r in read_samples(ds, [0, 100, 239])]
+    assert got == want
+    assert _cli().main(["upgrade", url, *_opts(s3)]) == 0  # already version 2
 
 
 def test_convert_from_remote_tars_to_s3(s3: Any, s3_ds: str, bucket: str, local_ds: Path) -> None:
