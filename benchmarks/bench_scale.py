@@ -89,10 +89,8 @@ def make_dataset(root: Path, n: int, per_shard: int, *, v1: bool = False) -> dic
         for src, dst in ((info.name, name), (shard_index_name(info.name), shard_index_name(name))):
             if not (root / dst).exists():
                 os.link(seed / src, root / dst)
-        shards.append(
-            {"name": name, "bytes": info.bytes, "samples": info.samples,
-             "index_sha256": info.index_sha256}  # fmt: skip
-        )
+        entry = {"name": name, "bytes": info.bytes, "samples": info.samples}
+        shards.append({**entry, "index_sha256": info.index_sha256})
     body = {**one.to_dict(), "shards": shards, "num_samples": n}
     manifest = Manifest.from_json(json.dumps(body), source="bench_scale")
     store = Store(str(root))
@@ -370,14 +368,18 @@ def table(results: list[dict[str, Any]]) -> str:
     if any("upgrade" in r for r in results):
         cells = [
             f"{r['upgrade']['upgrade']['s']:.1f} s, peak +"
-            f"{r['upgrade']['upgrade']['peak_over_base'] / MB:,.0f} MB" if "upgrade" in r else "-"
+            f"{r['upgrade']['upgrade']['peak_over_base'] / MB:,.0f} MB"
+            if "upgrade" in r
+            else "-"
             for r in results
         ]
         lines.append("| `tools/shard.py upgrade` (version 1 → 2) | " + " | ".join(cells) + " |")
     if any("ranks" in r for r in results):
         cells = [
             f"{r['ranks']['ranks']} ranks: {r['ranks']['rss_total'] / MB:,.0f} MB RSS in all, "
-            f"first batch {r['ranks']['first_batch_s_max']:.1f} s" if "ranks" in r else "-"
+            f"first batch {r['ranks']['first_batch_s_max']:.1f} s"
+            if "ranks" in r
+            else "-"
             for r in results
         ]
         lines.append("| torchrun, Full, 0 workers each | " + " | ".join(cells) + " |")

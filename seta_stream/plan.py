@@ -28,7 +28,7 @@ N samples, only over the selection.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,7 +209,7 @@ def per_rank_count(num_selected: int, world_size: int) -> int:
     return -(-num_selected // world_size)
 
 
-def _worker_bounds(n: int, worker: int, num_workers: int) -> tuple[int, int]:
+def worker_bounds(n: int, worker: int, num_workers: int) -> tuple[int, int]:
     return worker * n // num_workers, (worker + 1) * n // num_workers
 
 
@@ -226,7 +226,7 @@ def rank_part(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
 def split(order: np.ndarray, world: World) -> np.ndarray:
     """This rank's and worker's contiguous part of the read order (ranks padded equal)."""
     mine = rank_part(order, world.rank, world.world_size)
-    a, b = _worker_bounds(len(mine), world.worker, world.num_workers)
+    a, b = worker_bounds(len(mine), world.worker, world.num_workers)
     return mine[a:b]
 
 
@@ -240,13 +240,46 @@ def yield_order(
     stage: int = 0,
 ) -> np.ndarray:
     """Positions into `part` in the order they are yielded (bounded-displacement shuffle)."""
-    n = len(part)
+    blocks = yield_blocks(len(part), seed=seed, epoch=epoch, world=world,
+                          shuffle_window=shuffle_window, stage=stage)  # fmt: skip
+    return np.concatenate([np.zeros(0, np.int64), *blocks])
+
+
+def yield_blocks(
+    n: int,
+    *,
+    seed: int,
+    epoch: int,
+    world: World,
+    shuffle_window: int = 1024,
+    stage: int = 0,
+    block: int = 1 << 16,
+) -> Iterator[np.ndarray]:
+    """`yield_order` a block at a time, each computed when asked: the first batch of a huge
+    part needs only its first block, not a sort over the part.
+
+    Keys are `position + U * shuffle_window` (U drawn per position from one stream), yielded
+    in ascending key. A key in `[a, b)` belongs to a position in `[a - window, b)`, so each
+    block of keys sorts only those candidates; the draws of a range of positions are taken by
+    jumping the PCG64 stream (`advance`), so blocks agree with one draw over the whole part.
+    """
     if shuffle_window <= 1 or n < 2:
-        return np.arange(n)
+        for a in range(0, n, block):
+            yield np.arange(a, min(a + block, n), dtype=np.int64)
+        return
     salt = [_SALT_SHUFFLE, world.rank, world.world_size, world.worker, world.num_workers, stage]
-    rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, *salt]))
-    keys = np.arange(n, dtype=np.float64) + rng.random(n) * shuffle_window
-    return np.argsort(keys, kind="stable")
+    seq = np.random.SeedSequence([seed, epoch, *salt])
+    w = shuffle_window
+    for a in range(0, n + w, block):
+        b = a + block
+        c0, c1 = max(0, a - w), min(n, b)
+        if c0 >= c1:
+            break
+        gen = np.random.PCG64(seq)
+        gen.advance(c0)  # one 64-bit draw per double: position c0's draw comes next
+        keys = np.arange(c0, c1, dtype=np.float64) + np.random.Generator(gen).random(c1 - c0) * w
+        inside = np.flatnonzero((keys >= a) & (keys < b))
+        yield c0 + inside[np.argsort(keys[inside], kind="stable")]
 
 
 def worker_part(
@@ -272,7 +305,7 @@ def worker_part(
     for j, st in enumerate(closed):
         done = np.zeros(len(remaining), bool)
         for w, count in enumerate(st.yielded):
-            a, b = _worker_bounds(len(remaining), w, st.num_workers)
+            a, b = worker_bounds(len(remaining), w, st.num_workers)
             order = _stage_order(b - a, world, w, st.num_workers, seed, epoch, shuffle_window, j)
             if count > b - a:
                 raise SeTaStreamError(
@@ -281,7 +314,7 @@ def worker_part(
                 )
             done[a + order[:count]] = True
         remaining = remaining[~done]
-    a, b = _worker_bounds(len(remaining), world.worker, world.num_workers)
+    a, b = worker_bounds(len(remaining), world.worker, world.num_workers)
     j = len(closed)
     order = _stage_order(
         b - a, world, world.worker, world.num_workers, seed, epoch, shuffle_window, j

@@ -11,7 +11,7 @@ stops that and joins its threads.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -32,7 +32,7 @@ def read_part(
     dataset: Dataset,
     ids: np.ndarray,
     weights: np.ndarray | None,
-    todo: np.ndarray,
+    todo: np.ndarray | Iterable[np.ndarray],
     *,
     make_item: Callable[[dict[str, Any]], dict[str, Any]] | None,
     decodes: bool,
@@ -44,40 +44,77 @@ def read_part(
     order), in that order. With `on_error="skip"` a sample that cannot be read or decoded is
     logged, counted as skipped and yields None in its place (its position is consumed).
 
+    `todo` is an array of positions, or an iterable of blocks of positions that together are
+    a permutation of every position of `ids` (a whole pass: nothing is known to be skipped, so
+    nothing here is computed over the whole part and blocks are taken as they are needed).
     Works a block of samples at a time: the reads a block needs are done (in read order,
     a chunk at a time), then its samples are taken out in yield order.
     """
-    need = np.zeros(len(ids), bool)
-    need[todo] = True
-    read_seq = np.flatnonzero(need)  # ascending = read order
     skip = on_error == "skip"
-    chunks = dataset.iter_chunks(ids[read_seq], skip_errors=skip)  # remote: fetched ahead
-    rank = np.searchsorted(read_seq, todo)  # each yield's place in the read order
-    upto = np.maximum.accumulate(rank) + 1 if len(rank) else rank  # reads done before it
-    got: list[Any] = []  # raw samples by read rank; None once yielded
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]]  # (read ranks, positions) in yield order
+    if isinstance(todo, np.ndarray):  # a resumed pass: only the positions left are read
+        need = np.zeros(len(ids), bool)
+        need[todo] = True
+        read_seq = np.flatnonzero(need)  # ascending = read order
+        chunks = dataset.iter_chunks(ids[read_seq], skip_errors=skip)  # remote: fetched ahead
+        pairs = [(np.searchsorted(read_seq, todo), todo)]
+    else:  # a whole pass: a position's read rank is the position itself
+        chunks = dataset.iter_chunks(ids, skip_errors=skip)
+        pairs = ((b, b) for b in todo)
+    got = _Window()  # raw samples by read rank, until yielded
     tally = _Tally(dataset, counters, slot, decodes)
     try:
-        for t0 in range(0, len(todo), _FLUSH_EVERY):
-            t1 = min(t0 + _FLUSH_EVERY, len(todo))
-            while len(got) < upto[t1 - 1]:
-                got.extend(next(chunks))
-            tally.read = len(got)
-            ranks = rank[t0:t1].tolist()
-            items = [got[k] for k in ranks]
-            for k in ranks:
-                got[k] = None
-            ws = list(weights[todo[t0:t1]]) if weights is not None else [_ONE] * len(items)
-            if make_item is None and (not skip or all(type(x) is dict for x in items)):
-                for item, w in zip(items, ws, strict=True):
-                    item["__weight__"] = w
-                tally.yielded += len(items)
-                yield from items
-            else:
-                yield from _finish(items, ws, make_item, skip, tally)
-            tally.flush()
+        for rank_all, pos_all in pairs:
+            for t0 in range(0, len(rank_all), _FLUSH_EVERY):
+                rank = rank_all[t0 : t0 + _FLUSH_EVERY]
+                reach = int(rank.max()) + 1
+                while got.end < reach:
+                    got.extend(next(chunks))
+                tally.read = got.end
+                items = got.take(rank.tolist())
+                pos = pos_all[t0 : t0 + _FLUSH_EVERY]
+                ws = list(weights[pos]) if weights is not None else [_ONE] * len(items)
+                if make_item is None and (not skip or all(type(x) is dict for x in items)):
+                    for item, w in zip(items, ws, strict=True):
+                        item["__weight__"] = w
+                    tally.yielded += len(items)
+                    yield from items
+                else:
+                    yield from _finish(items, ws, make_item, skip, tally)
+                tally.flush()
     finally:
         chunks.close()  # type: ignore[attr-defined]  # stops fetching ahead, joins threads
         tally.flush()
+
+
+class _Window:
+    """Samples read but not yet yielded, by read rank; the yielded prefix is dropped, so it
+    holds about a shuffle window of samples whatever the length of the pass."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.base = 0  # read rank of items[0]
+        self.end = 0  # samples read so far
+        self._lo = 0  # items[:_lo] are all yielded
+
+    def extend(self, chunk: list[Any]) -> None:
+        self.items.extend(chunk)
+        self.end += len(chunk)
+
+    def take(self, ranks: list[int]) -> list[Any]:
+        items, base = self.items, self.base
+        out = [items[k - base] for k in ranks]
+        for k in ranks:
+            items[k - base] = None
+        lo = self._lo
+        while lo < len(items) and items[lo] is None:
+            lo += 1
+        if lo > 4096:
+            del items[:lo]
+            self.base += lo
+            lo = 0
+        self._lo = lo
+        return out
 
 
 def _finish(

@@ -49,7 +49,9 @@ from seta_stream.plan import (
     World,
     rank_positions,
     selection_digest,
+    worker_bounds,
     worker_part,
+    yield_blocks,
 )
 from seta_stream.policies import Full, Policy
 from seta_stream.reading import Decode, OnError, make_item, read_part
@@ -199,19 +201,27 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         rank_len = len(order)
         stages = self._stages_for(epoch, digest, rank_len)
         window = self.shuffle_window if self.shuffle else 0
-        part, yo, skip = worker_part(
-            rank_len, world, seed=self.seed, epoch=epoch, shuffle_window=window, stages=stages
-        )
+        todo: np.ndarray | Iterator[np.ndarray]
+        if stages:  # a resumed pass: what earlier stages yielded is left out
+            part, yo, skip = worker_part(
+                rank_len, world, seed=self.seed, epoch=epoch, shuffle_window=window, stages=stages
+            )
+            ids = np.asarray(order[part])
+            w = np.asarray(weights[part]) if weights is not None else None
+            todo = yo[skip:]
+        else:  # a whole pass: the worker's slice of the plan file, yield order block by block
+            a, b = worker_bounds(rank_len, world.worker, world.num_workers)
+            ids, w, skip = order[a:b], (weights[a:b] if weights is not None else None), 0
+            todo = yield_blocks(b - a, seed=self.seed, epoch=epoch, world=world,
+                                shuffle_window=window)  # fmt: skip
         resumes_last = bool(stages) and stages[-1].num_workers == world.num_workers
         self._stages = tuple(stages[:-1] if resumes_last else stages)
         self._resume, self._iter, self._yielded_here = None, (epoch, digest, rank_len), skip
-        ids = np.asarray(order[part])
-        w = np.asarray(weights[part]) if weights is not None else None
         in_worker = get_worker_info() is not None
         slot = 1 + world.worker if in_worker else 0
         self._iterated_here = not in_worker
         self._work.counters()[:, slot, ITERS] += 1
-        return self._read(ids, w, yo[skip:], slot)
+        return self._read(ids, w, todo, slot)
 
     def _stages_for(self, epoch: int, digest: str, rank_len: int) -> tuple[Stage, ...]:
         r = self._resume
@@ -233,7 +243,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
             )
         return r.stages
 
-    def _read(self, ids: np.ndarray, weights: Any, todo: np.ndarray, slot: int) -> Iterator[dict]:
+    def _read(self, ids: np.ndarray, weights: Any, todo: Any, slot: int) -> Iterator[dict]:
         build = None  # raw samples are items as they are
         if self.decode is not None or self.transform is not None:
             build = partial(make_item, decode=self.decode, transform=self.transform,

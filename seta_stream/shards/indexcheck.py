@@ -138,7 +138,8 @@ class _Checker:
             key_b = self.idx.keys[b].as_py()
             raise ManifestError(
                 f"{self.where(a)}: its {what} at bytes {int(start[k])}..{int(end[k])} overlap "
-                f"those of sample {self.base + b} ({key_b!r}) at bytes {int(start[k + 1])}..{int(end[k + 1])}"
+                f"those of sample {self.base + b} ({key_b!r}) at bytes "
+                f"{int(start[k + 1])}..{int(end[k + 1])}"
                 "; an index must give each sample bytes of its own (re-run tools/shard.py index)"
             )
 

@@ -196,8 +196,12 @@ class Dataset:
         ids = np.asarray(ids, dtype=np.int64)
         if self.store.is_local and self.manifest.format == "tar":
             return itertools.chain.from_iterable(iter_local_tar(self, ids, skip_errors=skip_errors))
-        if self.store.is_local:
-            return (guard(partial(self.read_raw, i), skip_errors) for i in ids.tolist())
+        if self.store.is_local:  # a block of ids at a time: no Python int per id of the pass
+            return (
+                guard(partial(self.read_raw, i), skip_errors)
+                for a in range(0, len(ids), 4096)
+                for i in ids[a : a + 4096].tolist()
+            )
         from seta_stream.prefetch import Prefetcher
 
         return Prefetcher(self, ids, skip_errors=skip_errors)

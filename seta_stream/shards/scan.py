@@ -41,10 +41,8 @@ def scan_index(
     files = [store.url_of(store.path(shard_index_name(s.name))) for s in manifest.shards]
     columns = ["sample_id", "shard", "key", "offset", "length", "members"]
     if not files:
-        return pl.LazyFrame(
-            schema={"sample_id": pl.Int64, "shard": pl.Int32, "key": pl.String,
-                    "offset": pl.Int64, "length": pl.Int64}  # fmt: skip
-        )
+        schema = {"sample_id": pl.Int64, "shard": pl.Int32, "key": pl.String}
+        return pl.LazyFrame(schema={**schema, "offset": pl.Int64, "length": pl.Int64})
     shard_of_file = pl.LazyFrame(
         {"__file__": files, "shard": pl.Series(range(len(files)), dtype=pl.Int32)}
     )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seta_stream.errors import SeTaStreamError
+
 if TYPE_CHECKING:
     from seta_stream.shards.index import SampleIndex
     from seta_stream.shards.reader import Dataset
