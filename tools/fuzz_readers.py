@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 import shutil
@@ -19,14 +20,18 @@ from PIL import Image
 from seta_stream.errors import ChecksumError, SeTaStreamError
 from seta_stream.shards import Dataset
 from seta_stream.shards.decode import PICKLE_EXTS, decode_fields, unzst
-from seta_stream.shards.index import SampleIndex, read_index_table
+from seta_stream.shards.index import SampleIndex
+from seta_stream.shards.manifest import read_manifest
 from seta_stream.shards.reader import read_samples
+from seta_stream.shards.shardindex import LazyIndex, shard_index_name
+from seta_stream.storage import Store
 
 
 class IndexTarget:
-    """`read_index_table` + `SampleIndex.from_table` on edited tables and mutated Parquet;
-    then the index is put in the dataset and opened the way a reader opens it, which must
-    refuse any index other than the one `dataset.json`'s sha256 names."""
+    """A shard's index file, edited as a table or mutated as Parquet, loaded the way a reader
+    loads it (`LazyIndex.shard`: parse, types, ranges against the manifest) with its checksum
+    not recorded; then opened with the real manifest, whose sha256 must refuse any index
+    file other than the one it names."""
 
     name = "index"
 
@@ -34,14 +39,18 @@ class IndexTarget:
         self.sets = []
         for fmt in ("tar", "arrow"):
             live = make_dataset(work / "i", fmt=fmt)
-            ds = Dataset.open(live)
-            original = (live / "index.parquet").read_bytes()
+            manifest = read_manifest(Store(live))
+            info = manifest.shards[0]
+            shards = (dataclasses.replace(info, index_sha256=None), *manifest.shards[1:])
+            unchecked = dataclasses.replace(manifest, shards=shards)  # checks past the checksum
+            path = live / shard_index_name(info.name)
+            original = path.read_bytes()
             table = pq.read_table(io.BytesIO(original))
-            self.sets.append((live, ds.manifest, table, original))
+            self.sets.append((live, path, unchecked, table, original))
 
     def one(self, rng: random.Random) -> None:
         k = 0 if rng.random() < 0.7 else 1
-        live, manifest, table, original = self.sets[k]
+        live, path, unchecked, table, original = self.sets[k]
         for _ in range(rng.randint(1, 3)):
             table = _edit_table(rng, table)
         buf = io.BytesIO()
@@ -50,25 +59,30 @@ class IndexTarget:
         if rng.random() < 0.2:
             data = fm.mutate(rng, data)
         try:
-            t = read_index_table(data, source="fuzz/index.parquet")
-            SampleIndex.from_table(t, source="fuzz/index.parquet", manifest=manifest)
-        finally:  # accepted by the parser or not, the open path must refuse it
-            (live / "index.parquet").write_bytes(data)
+            self._load(k, data)
+        finally:  # accepted by the loader or not, the open path must refuse it
+            path.write_bytes(data)
             try:
-                Dataset.open(live).close()
-                check(data == original, f"{manifest.format}: an edited index was opened")
+                Dataset.open(live).index.shard(0)
+                check(data == original, f"{unchecked.format}: an edited index was opened")
             except ChecksumError:
                 pass
             finally:
-                (live / "index.parquet").write_bytes(original)
+                path.write_bytes(original)
+
+    def _load(self, k: int, data: bytes) -> None:
+        live, path, unchecked, _, original = self.sets[k]
+        path.write_bytes(data)
+        try:
+            LazyIndex(Store(live), unchecked).shard(0)
+        finally:
+            path.write_bytes(original)
 
     def corpus(self) -> list[bytes]:
-        return [self.sets[0][3]]
+        return [self.sets[0][4]]
 
     def raw(self, data: bytes) -> None:
-        manifest = self.sets[0][1]
-        t = read_index_table(data, source="fuzz/index.parquet")
-        SampleIndex.from_table(t, source="fuzz/index.parquet", manifest=manifest)
+        self._load(0, data)
 
 
 _NUMBERS = (-1, 0, 1, 511, 512, 2**31, 2**62, 2**63 - 1, -(2**63))
@@ -87,7 +101,8 @@ def _edit_table(rng: random.Random, t: pa.Table) -> pa.Table:
 def _edit_rows(rng: random.Random, t: pa.Table, rows: list[dict[str, Any]], n: int,
                op: int) -> pa.Table:  # fmt: skip
     if op <= 2 and n:  # a number: hostile, another row's, or shifted by a block
-        col = rng.choice(("shard", "offset", "length", "sample_id"))
+        cols = [c for c in ("shard", "offset", "length", "sample_id") if c in t.column_names]
+        col = rng.choice(cols or ["offset"])  # none left: KeyError, the edit is skipped
         r = rng.randrange(n)
         v = rng.choice((*_NUMBERS, rows[rng.randrange(n)][col], rows[r][col] + 512))
         rows[r][col] = v if col != "shard" else int(np.clip(v, -(2**31), 2**31 - 1))
@@ -257,7 +272,8 @@ class ReadTarget:
             orig = {i: ds.read(i, decode=True) for i in range(ds.num_samples)}
             names = [s.name for s in ds.manifest.shards]
             shards = [(live / n).read_bytes() for n in names]
-            self.sets.append((live, ds.index, names, shards, orig))
+            index = ds.index.gather(np.arange(ds.num_samples))  # every row, in id order
+            self.sets.append((live, index, names, shards, orig))
 
     def one(self, rng: random.Random) -> None:
         live, index, names, shards, orig = self.sets[rng.randrange(len(self.sets))]

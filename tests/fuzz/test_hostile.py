@@ -3,9 +3,11 @@ error type and that the message names the file, the sample and the offset."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
+import re
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,6 @@ from seta_stream.errors import (
     SourceError,
 )
 from seta_stream.shards import ConvertOptions, Dataset, convert, index_tars, open_source, verify
-from seta_stream.shards.index import SampleIndex
 from seta_stream.shards.manifest import Manifest, read_manifest
 from seta_stream.shards.reader import read_samples
 from seta_stream.storage import Store
@@ -37,53 +38,80 @@ def _dataset(root: Path, fmt: str = "tar") -> Path:
     return out
 
 
-@pytest.fixture
-def ds(tmp_path: Path) -> Path:
-    return _dataset(tmp_path)
+@pytest.fixture(params=["v2", "v1"])
+def ds(tmp_path: Path, request: pytest.FixtureRequest, script) -> Path:
+    """A tar dataset of 2 shards of 5 samples: per-shard index files (v2), or one
+    `index.parquet` (v1, tests/shards/v1_dataset.py)."""
+    out = _dataset(tmp_path)
+    if request.param == "v1":
+        script("tests/shards/v1_dataset.py").to_v1(out)
+    return out
 
 
-def _edit(ds: Path, edit: object, *, manifest_too: bool = True) -> pa.Table:
-    """Apply `edit(rows)` to index.parquet's rows; write it back; return the new table.
+def _source(ds: Path, shard: int) -> str:
+    """The index file that errors about shard `shard` name."""
+    v1 = json.loads((ds / "dataset.json").read_text())["version"] == 1
+    return "index.parquet" if v1 else f"shard-{shard:06d}.tar.parquet"
 
-    `manifest_too`: also record the new index's sha256 in dataset.json (a wrong index that is
+
+def _edit(ds: Path, edit: object, *, manifest_too: bool = True) -> None:
+    """Apply `edit(rows)` to the index rows of the whole dataset (row i is sample i); write
+    back the files of the shards whose rows changed (all of them when none did: the files
+    are rewritten with other bytes).
+
+    `manifest_too`: also record the new files' sha256 in dataset.json (a wrong index that is
     consistent with its manifest, so the checks past the checksum are what is tested)."""
-    t = pq.read_table(ds / "index.parquet")
-    rows = t.to_pylist()
+    m = json.loads((ds / "dataset.json").read_text())
+    v1 = m["version"] == 1
+    files = [ds / "index.parquet"] if v1 else [ds / "index" / f"{s['name']}.parquet"
+                                               for s in m["shards"]]  # fmt: skip
+    tables = [pq.read_table(f) for f in files]
+    before = [t.to_pylist() for t in tables]
+    rows = [r for t in before for r in copy.deepcopy(t)]
     edit(rows)  # type: ignore[operator]
-    new = pa.Table.from_pylist(rows, schema=t.schema)
-    pq.write_table(new, ds / "index.parquet")
-    if manifest_too:
-        m = json.loads((ds / "dataset.json").read_text())
-        m["index"]["sha256"] = hashlib.sha256((ds / "index.parquet").read_bytes()).hexdigest()
-        (ds / "dataset.json").write_text(json.dumps(m))
-    return new
+    start, changed = 0, []
+    for k, t in enumerate(tables):
+        mine, start = rows[start : start + t.num_rows], start + t.num_rows
+        if mine != before[k]:
+            changed.append(k)
+    for k in changed or range(len(files)):
+        a = sum(t.num_rows for t in tables[:k])
+        pq.write_table(pa.Table.from_pylist(rows[a : a + tables[k].num_rows],
+                                            schema=tables[k].schema), files[k])  # fmt: skip
+        sha = hashlib.sha256(files[k].read_bytes()).hexdigest()
+        if manifest_too and v1:
+            m["index"]["sha256"] = sha
+        elif manifest_too:
+            m["shards"][k]["index_sha256"] = sha
+    (ds / "dataset.json").write_text(json.dumps(m))
 
 
-def _from_table(ds: Path, table: pa.Table) -> SampleIndex:
-    manifest = read_manifest(Store(ds))
-    return SampleIndex.from_table(table, source=str(ds / "index.parquet"), manifest=manifest)
+def _refused(ds: Path, i: int, error: type[Exception] = ManifestError) -> str:
+    """Reading sample `i` fails before a byte of it comes out (v1: at open, where the whole
+    index is checked; v2: when its shard's index is first loaded); the message."""
+    got: list[object] = []
+    with pytest.raises(error) as e:
+        got.extend(read_samples(ds, [i]))
+    assert got == []
+    return str(e.value)
 
 
 def test_index_length_past_the_end_of_a_shard(ds: Path) -> None:
     def grow(rows: list[dict]) -> None:
         rows[7]["length"] += 10**6
 
-    table = _edit(ds, grow)
-    with pytest.raises(ManifestError) as at_load:
-        _from_table(ds, table)
-    assert "index.parquet: sample 7 ('000000007') in shard 1 (shard-000001.tar)" in str(at_load)
-    assert "at offset 4096 runs past the end of the shard" in str(at_load.value)
-    with pytest.raises(ManifestError, match=r"sample 7 .* runs past the end"):  # at open
-        list(read_samples(ds, [7]))
+    _edit(ds, grow)
+    message = _refused(ds, 7)
+    assert f"{_source(ds, 1)}: sample 7 ('000000007') in shard 1 (shard-000001.tar)" in message
+    assert "at offset 4096 runs past the end of the shard" in message
 
 
 def test_index_spans_that_overlap(ds: Path) -> None:
     def overlap(rows: list[dict]) -> None:
         rows[2]["length"] += 512  # over the header of sample 3
 
-    with pytest.raises(ManifestError) as e:
-        _from_table(ds, _edit(ds, overlap))
-    message = str(e.value)
+    _edit(ds, overlap)
+    message = _refused(ds, 2)
     assert "sample 2 ('000000002') in shard 0 (shard-000000.tar): its span at bytes 4096..6656" in (
         message
     )
@@ -91,17 +119,15 @@ def test_index_spans_that_overlap(ds: Path) -> None:
 
 
 def test_index_members_that_overlap_refused_at_open(ds: Path) -> None:
-    """Two samples reading the same bytes: refused by Dataset.open, any format."""
+    """Two samples reading the same bytes: refused before a sample is read, any format."""
 
     def share(rows: list[dict]) -> None:
         rows[4]["members"] = rows[3]["members"]
 
     _edit(ds, share)
-    with pytest.raises(ManifestError) as e:
-        Dataset.open(ds)
-    message = str(e.value)
+    message = _refused(ds, 0)  # another sample of the shard: its index is refused whole
     assert (
-        "index.parquet: sample 3 ('000000003') in shard 0 (shard-000000.tar): "
+        f"{_source(ds, 0)}: sample 3 ('000000003') in shard 0 (shard-000000.tar): "
         "its data at bytes 6656.." in message
     )
     assert "overlap those of sample 4 ('000000004') at bytes 6656.." in message
@@ -112,20 +138,19 @@ def test_index_rows_swapped(ds: Path) -> None:
         for col in ("offset", "length", "members"):
             rows[1][col], rows[2][col] = rows[2][col], rows[1][col]
 
-    table = _edit(ds, swap)
+    _edit(ds, swap)
     match = r"sample 2 \('000000002'\) in shard 0 \(shard-000000\.tar\) at offset 2048 comes after"
-    with pytest.raises(ManifestError, match=match + r" sample 1 \(shard 0, offset 4096\)"):
-        _from_table(ds, table)
+    assert re.search(match + r" sample 1 \(shard 0, offset 4096\)", _refused(ds, 1))
 
 
 def test_absurd_span_length(ds: Path) -> None:
     def absurd(rows: list[dict]) -> None:
         rows[9]["length"] = 2**63 - 100
 
-    with pytest.raises(ManifestError) as e:
-        _from_table(ds, _edit(ds, absurd))
-    assert "sample 9 ('000000009') in shard 1 (shard-000001.tar): absurd range of" in str(e.value)
-    assert "9223372036854775708 bytes at offset 8192 (it ends past 2**63)" in str(e.value)
+    _edit(ds, absurd)
+    message = _refused(ds, 9)
+    assert "sample 9 ('000000009') in shard 1 (shard-000001.tar): absurd range of" in message
+    assert "9223372036854775708 bytes at offset 8192 (it ends past 2**63)" in message
 
 
 def test_absurd_member_size_refused_at_open(ds: Path) -> None:
@@ -133,13 +158,12 @@ def test_absurd_member_size_refused_at_open(ds: Path) -> None:
         rows[9]["members"][1]["size"] = 2**63 - 100
 
     _edit(ds, absurd)
-    with pytest.raises(ManifestError) as e:
-        Dataset.open(ds)
+    message = _refused(ds, 8)
     assert (
         "sample 9 ('000000009') in shard 1 (shard-000001.tar): absurd range of 9223372036854775708"
-        in str(e.value)
+        in message
     )
-    assert "bytes at offset 9728 (it ends past 2**63)" in str(e.value)
+    assert "bytes at offset 9728 (it ends past 2**63)" in message
 
 
 def test_absurd_tar_size_field(tmp_path: Path) -> None:
@@ -173,7 +197,13 @@ def test_index_checksum_mismatch_named_by_verify(ds: Path) -> None:
 
     _edit(ds, nudge, manifest_too=False)
     problems = verify(str(ds), progress=False)
-    assert any("index.parquet: sha256" in p and "but dataset.json records" in p for p in problems)
+    if _source(ds, 0) == "index.parquet":
+        assert problems == [next(p for p in problems if "index.parquet: sha256" in p)]
+        assert "but dataset.json records" in problems[0]
+    else:  # every shard's file was rewritten: each is named, and only those
+        assert len(problems) == 2
+        for s, p in enumerate(problems):
+            assert f"{_source(ds, s)}: the index of shard {s} (shard-00000{s}.tar) has sha256" in p
 
 
 def _tar(members: list[tuple[str, bytes]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
@@ -256,8 +286,8 @@ def test_renamed_key_or_field_in_a_tar_index_is_refused(
     """The read path checks each member's header magic and size, not its name: the index's
     sha256 in dataset.json, checked at open, is what catches an edited key or field."""
     _edit(ds, _rename(key, field), manifest_too=False)
-    with pytest.raises(ChecksumError, match=r"index.parquet: sha256 \w+ but dataset.json"):
-        Dataset.open(ds)
+    message = _refused(ds, 2, ChecksumError)
+    assert re.search(rf"{_source(ds, 0)}: sha256 \w+ but dataset.json", message)
 
 
 def test_arrow_member_size_edited_is_refused(tmp_path: Path) -> None:
@@ -268,8 +298,7 @@ def test_arrow_member_size_edited_is_refused(tmp_path: Path) -> None:
         rows[2]["members"][0]["size"] -= 1
 
     _edit(ds, cut, manifest_too=False)
-    with pytest.raises(ChecksumError, match=r"index.parquet: sha256"):
-        Dataset.open(ds)
+    assert "shard-000000.arrow.parquet: sha256" in _refused(ds, 2, ChecksumError)
 
 
 def test_manifest_from_json_accepts_what_to_json_writes(ds: Path) -> None:

@@ -7,6 +7,7 @@ import io
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,8 +18,9 @@ import zstandard
 from seta_stream.errors import DecodeError, ManifestError
 from seta_stream.shards import ConvertOptions, convert, open_source
 from seta_stream.shards.decode import decode_fields, unzst
-from seta_stream.shards.index import SampleIndex, read_index_table
-from seta_stream.shards.manifest import Manifest
+from seta_stream.shards.index import SampleIndex, read_index_table, write_index
+from seta_stream.shards.manifest import Manifest, read_manifest
+from seta_stream.storage import Store
 
 BASE = {"kind": "seta_stream.dataset", "version": 1, "format": "tar", "num_samples": 3,
         "shards": [{"name": "shard-000000.tar", "bytes": 10240, "samples": 3}]}  # fmt: skip
@@ -59,60 +61,62 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "d"
 
 
-def _table(dataset: Path) -> pa.Table:
-    return pq.read_table(dataset / "index.parquet")
+@pytest.fixture(params=["v2", "v1"])
+def layout(request: pytest.FixtureRequest, dataset: Path, script) -> tuple[pa.Table, Any]:
+    """An index table and the reader of its kind: shard 0's file (v2), or the whole index of
+    a version-1 dataset (`tests/shards/v1_dataset.py`); both read from source `i.parquet`."""
+    if request.param == "v1":
+        store = Store(dataset)
+        table = script("tests/shards/v1_dataset.py").v1_table(store, read_manifest(store))
+        return table, lambda t: SampleIndex.from_table(t, source="i.parquet")
+    table = pq.read_table(dataset / "index" / "shard-000000.tar.parquet")
+    return table, lambda t: SampleIndex.from_shard_table(t, source="i.parquet", shard=0)
 
 
-def test_index_column_of_another_type(dataset: Path) -> None:
+def test_index_column_of_another_type(layout: tuple[pa.Table, Any]) -> None:
     """Was ValueError/ArrowInvalid from numpy casts: now the column, its type and the file."""
-    t = _table(dataset)
+    t, load = layout
     for col, typ in (("offset", pa.string()), ("length", pa.float64()), ("key", pa.int64())):
-        bad = t.set_column(t.column_names.index(col), col, t[col].cast(typ, safe=False))
+        at = t.column_names.index(col)
+        bad = t.set_column(at, col, t[col].cast(typ, safe=False))
         if col == "key":
-            bad = t.set_column(1, "key", pa.array(range(10), pa.int64()))
+            bad = t.set_column(at, "key", pa.array(range(t.num_rows), pa.int64()))
         with pytest.raises(ManifestError, match=rf"i\.parquet: column '{col}' is"):
-            SampleIndex.from_table(bad, source="i.parquet")
+            load(bad)
 
 
-def test_index_nulls(dataset: Path) -> None:
-    t = _table(dataset)
+def test_index_nulls(layout: tuple[pa.Table, Any]) -> None:
+    t, load = layout
     offsets = t["offset"].to_pylist()
     offsets[3] = None
     bad = t.set_column(t.column_names.index("offset"), "offset", pa.array(offsets, pa.int64()))
     with pytest.raises(ManifestError, match=r"i\.parquet: sample 3 has a null 'offset'"):
-        SampleIndex.from_table(bad, source="i.parquet")
+        load(bad)
 
 
-def test_index_footer_with_a_non_utf8_name(dataset: Path) -> None:
+@pytest.mark.parametrize("name", ["index/shard-000000.tar.parquet", "index.parquet"])
+def test_index_footer_with_a_non_utf8_name(dataset: Path, name: str, script) -> None:
     """Found by atheris: a bit flip in a column name made `column_names` raise
     UnicodeDecodeError; now the index is unreadable, named."""
-    data = (dataset / "index.parquet").read_bytes().replace(b"shard", b"sh\xf3rd")
+    if name == "index.parquet":
+        buf = io.BytesIO()
+        store = Store(dataset)
+        write_index(script("tests/shards/v1_dataset.py").v1_table(store, read_manifest(store)), buf)
+        data = buf.getvalue()
+    else:
+        data = (dataset / name).read_bytes()
+    data = data.replace(b"offset", b"offs\xf3t")
     with pytest.raises(ManifestError, match=r"i\.parquet: unreadable index \('utf-8' codec"):
         read_index_table(data, source="i.parquet")
 
 
-def test_index_member_field_name_that_is_a_path(dataset: Path) -> None:
-    rows = _table(dataset).to_pylist()
+def test_index_member_field_name_that_is_a_path(layout: tuple[pa.Table, Any]) -> None:
+    t, load = layout
+    rows = t.to_pylist()
     rows[2]["members"][0]["name"] = "../../x.npy"
-    bad = pa.Table.from_pylist(rows, schema=_table(dataset).schema)
+    bad = pa.Table.from_pylist(rows, schema=t.schema)
     with pytest.raises(ManifestError, match=r"member field name '\.\./\.\./x\.npy' is not"):
-        SampleIndex.from_table(bad, source="i.parquet")
-
-
-def test_shared_index_damaged(dataset: Path, tmp_path: Path) -> None:
-    """`SampleIndex.load` of damaged shared files: ManifestError naming the file, never an
-    IndexError later on the read path."""
-    index = SampleIndex.from_table(_table(dataset), source="i")
-    index.save(str(tmp_path))
-    np.save(tmp_path / "mfield.npy", np.full(20, 7, np.int32))
-    with pytest.raises(ManifestError, match=r"mfield\.npy: field codes outside \[0, 2\)"):
-        SampleIndex.load(str(tmp_path))
-    np.save(tmp_path / "length.npy", np.zeros(3, np.int64))
-    with pytest.raises(ManifestError, match=r"length\.npy: int64\[3\], expected int64\[10\]"):
-        SampleIndex.load(str(tmp_path))
-    (tmp_path / "fields.json").write_text("[" * 100_000)
-    with pytest.raises(ManifestError, match="unreadable shared index"):
-        SampleIndex.load(str(tmp_path))
+        load(bad)
 
 
 def test_zstd_without_content_size() -> None:
