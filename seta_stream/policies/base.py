@@ -24,6 +24,8 @@ Phase = Literal["prune", "anneal", "full"]
 # Random subsets are drawn per block of this many ids (counts per block from one multivariate
 # hypergeometric draw), so the ids come out sorted without an N-sized shuffle or sort.
 _SUBSET_BLOCK = 1 << 16
+# Elementwise passes over N values run a block at a time, so their masks stay this small.
+BLOCK = 1 << 22
 # numpy's "marginals" multivariate hypergeometric needs a population below 1e9.
 _MARGINALS_LIMIT = 10**9
 
@@ -182,12 +184,17 @@ def is_annealing(epoch: int, epochs: int, anneal: float) -> bool:
 
 
 def fill_unseen(values: np.ndarray, init_score: float) -> np.ndarray:
-    """`values` with NaN replaced by `init_score`; a copy only when there is a NaN."""
-    nan = np.isnan(values)
-    if not nan.any():
+    """`values` with NaN replaced by `init_score`; a copy only when there is a NaN.
+
+    Checked and filled a block at a time: no N-sized mask beside the copy.
+    """
+    starts = range(0, values.size, BLOCK)
+    if not any(np.isnan(values[s : s + BLOCK]).any() for s in starts):
         return values
     out = values.copy()
-    out[nan] = init_score
+    for s in starts:
+        part = out[s : s + BLOCK]
+        part[np.isnan(part)] = init_score
     return out
 
 

@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from seta_stream.policies.base import (
+    BLOCK,
     PolicyMixin,
     Selection,
     base_info,
@@ -80,13 +81,24 @@ class InfoBatch(PolicyMixin):
         keep = keep_fraction(self.prune_ratio)
         rng = epoch_rng(seed, epoch, _SALT)
         kept_low = random_mask(rng, n_low, keep_count(n_low, keep))
+        n_low_kept = int(np.count_nonzero(kept_low))
         chosen = ~low
         chosen[low] = kept_low
+        del kept_low
         ids = np.flatnonzero(chosen).astype(np.int64, copy=False)
-        n_low_kept = int(np.count_nonzero(kept_low))
+        del chosen
         weights = None
         if n_low_kept and keep < 1.0:
-            weights = np.where(low[ids], np.float32(1.0 / keep), np.float32(1.0))
+            weights = _weights(low, ids, np.float32(1.0 / keep))
         info = base_info("prune", epoch, n, int(ids.size))
         info.update(mean_score=float(mean), num_low=n_low, num_low_kept=n_low_kept)
         return Selection(ids=ids, weights=weights, info=info)
+
+
+def _weights(low: np.ndarray, ids: np.ndarray, up: np.float32) -> np.ndarray:
+    """`up` for the ids in `low`, 1 for the others (a block at a time: no mask of all ids)."""
+    weights = np.empty(ids.size, dtype=np.float32)
+    for s in range(0, ids.size, BLOCK):
+        part = ids[s : s + BLOCK]
+        weights[s : s + BLOCK] = np.where(low[part], up, np.float32(1.0))
+    return weights

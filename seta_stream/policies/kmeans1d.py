@@ -24,6 +24,7 @@ No randomness: the result is a deterministic function of the values. No scikit-l
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,7 @@ _DP_BUDGET = 12_000_000
 _MAX_ATOMS = 1024
 _MIN_ATOMS = 64
 _DP_ROWS = 128
+_BLOCK = 1 << 22  # elementwise passes over the sorted values run a block at a time
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -99,7 +101,7 @@ def kmeans1d_sorted(sorted_values: np.ndarray, k: int, *, max_iter: int = 100) -
     if m == 0:
         return Partition1D(bounds=np.zeros(1, np.int64), means=np.empty(0), iterations=0)
     prefix = _BlockPrefix(sorted_values)
-    n_distinct = int(np.count_nonzero(sorted_values[1:] != sorted_values[:-1])) + 1
+    n_distinct = _count_distinct(sorted_values)
     if n_distinct <= k:
         bounds = _distinct_starts(sorted_values, m)
         return Partition1D(bounds=bounds, means=_means(prefix, bounds), iterations=0)
@@ -132,9 +134,20 @@ def inertia(sorted_values: np.ndarray, bounds: np.ndarray) -> float:
     return total
 
 
+def _changes(sorted_values: np.ndarray) -> Iterator[np.ndarray]:
+    """Per block, the mask `sorted[i + 1] != sorted[i]` (a block at a time: no N-sized mask)."""
+    for s in range(0, sorted_values.size - 1, _BLOCK):
+        part = sorted_values[s : s + _BLOCK + 1]
+        yield part[1:] != part[:-1]
+
+
+def _count_distinct(sorted_values: np.ndarray) -> int:
+    return 1 + sum(int(np.count_nonzero(c)) for c in _changes(sorted_values))
+
+
 def _distinct_starts(sorted_values: np.ndarray, m: int) -> np.ndarray:
-    changes = np.flatnonzero(sorted_values[1:] != sorted_values[:-1]) + 1
-    return np.concatenate(([0], changes, [m])).astype(np.int64)
+    changes = [np.flatnonzero(c) + (1 + i * _BLOCK) for i, c in enumerate(_changes(sorted_values))]
+    return np.concatenate(([0], *changes, [m])).astype(np.int64)
 
 
 def _means(prefix: _BlockPrefix, bounds: np.ndarray) -> np.ndarray:

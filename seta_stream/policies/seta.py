@@ -13,6 +13,7 @@ import numpy as np
 
 from seta_stream.errors import PolicyError
 from seta_stream.policies.base import (
+    BLOCK,
     PolicyMixin,
     Selection,
     base_info,
@@ -125,17 +126,19 @@ class SeTa(PolicyMixin):
         values = scores if in_r is None else scores[in_r]
         if has_unseen:
             values = fill_unseen(values, self.init_score)
+        num_clustered = int(values.size)
         found = _cluster(values, self.num_groups, rng)
+        del values  # memory: at most a few N-sized arrays at once (a copy when pruned or filled)
         start, stop = self._window(found.sizes, epoch, n)
         if in_r is None:
             groups = found.labels
         else:
             groups = np.full(n, -1, dtype=np.int8)
             groups[in_r] = found.labels
-        kept = (groups >= start) & (groups < stop)  # -1 (not in R) is never in the window
-        ids = nonempty(np.flatnonzero(kept).astype(np.int64, copy=False), rng, n)
+            del in_r
+        ids = nonempty(_in_window(groups, start, stop), rng, n)
         info = base_info("prune", epoch, n, int(ids.size))
-        info.update(groups=found.stats, window=[start, stop], num_clustered=int(values.size))
+        info.update(groups=found.stats, window=[start, stop], num_clustered=num_clustered)
         return Selection(ids=ids, weights=None, groups=groups, info=info)
 
     def _window(self, sizes: list[int], t: int, n: int) -> tuple[int, int]:
@@ -176,20 +179,32 @@ def target_window(sizes: list[int], t: int, target: float) -> tuple[int, int]:
     return best_window
 
 
+def _in_window(groups: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Sorted int64 ids whose group rank is in [start, stop) (-1, not in R, never is)."""
+    kept = np.empty(groups.size, dtype=bool)
+    for s in range(0, groups.size, BLOCK):
+        part = groups[s : s + BLOCK]
+        np.logical_and(part >= start, part < stop, out=kept[s : s + BLOCK])
+    return np.flatnonzero(kept).astype(np.int64, copy=False)
+
+
 def _cluster(values: np.ndarray, k: int, rng: np.random.Generator) -> _Groups:
     """Group `values` easy -> hard: 1-D k-means, or k random equal chunks if all are equal."""
     m = int(values.size)
     if m == 0:
         return _Groups(labels=np.empty(0, np.int8), sizes=[], stats=[])
+    if m > k and values.min() == values.max():  # epoch 0: no sort needed
+        return _equal_chunks(m, k, float(values[0]), rng)
     sorted_values = np.sort(values)
-    if m > k and sorted_values[0] == sorted_values[-1]:
-        return _equal_chunks(m, k, float(sorted_values[0]), rng)
     part = kmeans1d_sorted(sorted_values, k)
+    lowers = sorted_values[part.bounds[1:-1]]
     labels = np.zeros(m, dtype=np.int8)
-    above = np.empty(m, dtype=bool)
-    for lower in sorted_values[part.bounds[1:-1]]:
-        np.greater_equal(values, lower, out=above)
-        labels += above
+    above = np.empty(min(m, BLOCK), dtype=bool)
+    for s in range(0, m, BLOCK):  # a block at a time: no N-sized mask
+        chunk, out = values[s : s + BLOCK], labels[s : s + BLOCK]
+        for lower in lowers:
+            np.greater_equal(chunk, lower, out=above[: chunk.size])
+            out += above[: chunk.size]
     stats = []
     starts, stops = part.bounds[:-1].tolist(), part.bounds[1:].tolist()
     for rank, (a, b) in enumerate(zip(starts, stops, strict=True)):
@@ -206,11 +221,19 @@ def _cluster(values: np.ndarray, k: int, rng: np.random.Generator) -> _Groups:
 
 
 def _equal_chunks(m: int, k: int, value: float, rng: np.random.Generator) -> _Groups:
-    """k random chunks of m samples whose sizes differ by at most one (larger first)."""
+    """k random chunks of m samples whose sizes differ by at most one (larger first).
+
+    The order is `rng.permutation(m)`, drawn as int32 when m allows: `shuffle` makes the same
+    draws for any dtype, so the same order in half the memory.
+    """
     sizes = [m // k + (1 if g < m % k else 0) for g in range(k)]
-    order = rng.permutation(m)
+    order = np.arange(m, dtype=np.int32 if m < 2**31 else np.int64)
+    rng.shuffle(order)
     labels = np.empty(m, dtype=np.int8)
-    labels[order] = np.repeat(np.arange(k, dtype=np.int8), sizes)
+    at = 0
+    for g, size in enumerate(sizes):
+        labels[order[at : at + size]] = g
+        at += size
     stats = [
         {"rank": g, "size": size, "min": value, "max": value, "mean": value}
         for g, size in enumerate(sizes)
