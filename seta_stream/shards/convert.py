@@ -108,7 +108,7 @@ def _encode_chunk(args: tuple[Source, list[int], int | None]) -> list[Sample]:
 
 
 def _samples(source: Source, order: np.ndarray, opts: ConvertOptions) -> Iterator[Sample]:
-    chunks = [order[a : a + CHUNK].tolist() for a in range(0, len(order), CHUNK)]
+    chunks = (order[a : a + CHUNK].tolist() for a in range(0, len(order), CHUNK))  # lazily
     tasks = ((source, c, opts.zstd_level) for c in chunks)
     if opts.workers == 1:
         for t in tasks:

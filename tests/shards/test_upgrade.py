@@ -93,49 +93,47 @@ def test_interrupted_upgrade_leaves_a_version_1_dataset(
     assert changed and m.version == 2 and _read_all(tmp_path) == want
 
 
-def test_upgrade_refuses_an_index_the_manifest_does_not_name(
-    tmp_path: Path, npz_source, v1, shard, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def old(tmp_path: Path, npz_source, v1) -> Path:
+    """A version-1 dataset of 3 shards of 100 samples."""
     path, _ = npz_source
     convert(open_source(str(path)), tmp_path, ConvertOptions(samples_per_shard=100, progress=False))
     v1.to_v1(tmp_path)
-    data = bytearray((tmp_path / "index.parquet").read_bytes())
+    return tmp_path
+
+
+def test_upgrade_refuses_an_index_the_manifest_does_not_name(
+    old: Path, shard, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = bytearray((old / "index.parquet").read_bytes())
     data[100] ^= 1
-    (tmp_path / "index.parquet").write_bytes(bytes(data))
+    (old / "index.parquet").write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match=r"index.parquet: sha256 \w+ but dataset.json"):
-        upgrade(str(tmp_path), progress=False)
-    assert not (tmp_path / "index").exists()
-    assert shard.main(["upgrade", str(tmp_path)]) == 1
+        upgrade(str(old), progress=False)
+    assert not (old / "index").exists()
+    assert shard.main(["upgrade", str(old)]) == 1
     assert "shard.py upgrade: error: " in capsys.readouterr().err
 
 
-def test_upgrade_checks_rows_against_the_shard_counts(
-    tmp_path: Path, npz_source, v1, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_upgrade_checks_rows_against_the_shard_counts(old: Path) -> None:
     """Counts in the manifest that cut the index elsewhere than its `shard` column does."""
     import json
 
-    path, _ = npz_source
-    convert(open_source(str(path)), tmp_path, ConvertOptions(samples_per_shard=100, progress=False))
-    v1.to_v1(tmp_path)
-    m = json.loads((tmp_path / "dataset.json").read_text())
+    m = json.loads((old / "dataset.json").read_text())
     m["shards"][0]["samples"], m["shards"][1]["samples"] = 99, 101
-    (tmp_path / "dataset.json").write_text(json.dumps(m))
+    (old / "dataset.json").write_text(json.dumps(m))
     with pytest.raises(ManifestError, match=r"row 99 is sample 99 of shard 0, but .* shard 1"):
-        upgrade(str(tmp_path), progress=False)
+        upgrade(str(old), progress=False)
 
 
 def test_large_version_1_dataset_asks_for_upgrade(
-    tmp_path: Path, npz_source, v1, monkeypatch: pytest.MonkeyPatch
+    old: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path, _ = npz_source
-    convert(open_source(str(path)), tmp_path, ConvertOptions(samples_per_shard=100, progress=False))
-    v1.to_v1(tmp_path)
     monkeypatch.setattr(reader_mod, "V1_MAX_SAMPLES", 299)
     with pytest.raises(ManifestError, match=r"run `python tools/shard.py upgrade .*` once"):
-        Dataset.open(tmp_path)
-    upgrade(str(tmp_path), progress=False)
-    assert Dataset.open(tmp_path).num_samples == 300
+        Dataset.open(old)
+    upgrade(str(old), progress=False)
+    assert Dataset.open(old).num_samples == 300
 
 
 def test_upgrade_through_an_fsspec_url(tmp_path: Path, npz_source, v1) -> None:
