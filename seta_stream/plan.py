@@ -122,7 +122,7 @@ def read_positions(
     shuffle: bool = True,
     start: int = 0,
     stop: int | None = None,
-    batch_samples: int = 1 << 22,
+    batch_samples: int = 1 << 20,
 ) -> np.ndarray:
     """Positions into `ids` in read order (see `read_order`), read positions `start:stop` only.
 
@@ -130,15 +130,40 @@ def read_positions(
     per shard, and the round robin within a group of shards is counted, a batch of groups at a
     time; batches outside `start:stop` are skipped, so a rank computes only its own part.
     """
-    ids = np.asarray(ids, dtype=np.int64)
     n = len(ids)
     stop = n if stop is None else stop
+    out = np.empty(stop - start, np.int64)
+    for dest, rows in _batches(ids, first, seed=seed, epoch=epoch, open_shards=open_shards,
+                               shuffle=shuffle, start=start, stop=stop,
+                               batch_samples=batch_samples):  # fmt: skip
+        out[dest] = rows
+    return out
+
+
+def _batches(
+    ids: np.ndarray,
+    first: np.ndarray,
+    *,
+    seed: int,
+    epoch: int,
+    open_shards: int,
+    shuffle: bool,
+    start: int,
+    stop: int,
+    batch_samples: int,
+) -> Iterator[tuple[np.ndarray | slice, np.ndarray]]:
+    """(places in `[start, stop)` relative to start, rows of `ids` read there), by batch."""
+    ids = np.asarray(ids, dtype=np.int64)
+    n = len(ids)
     if not 0 <= start <= stop <= n:
         raise SeTaStreamError(f"read_positions: {start}:{stop} is not a range of [0, {n}]")
     if n > 1 and not bool(np.all(ids[1:] > ids[:-1])):
         raise SeTaStreamError("read_order: the selected ids must be sorted and unique")
     if not shuffle or n == 0:
-        return np.arange(start, stop, dtype=np.int64)
+        for a in range(start, stop, batch_samples):
+            b = min(a + batch_samples, stop)
+            yield slice(a - start, b - start), np.arange(a, b, dtype=np.int64)
+        return
     if int(ids[0]) < int(first[0]) or int(ids[-1]) >= int(first[-1]):
         raise SeTaStreamError(f"read_order: ids outside [0, {int(first[-1])})")
     lo = np.searchsorted(ids, first)  # shard s's selected ids are ids[lo[s]:lo[s + 1]]
@@ -153,7 +178,6 @@ def read_positions(
     begin[: len(order)] = lo[order]
     gsize = cnt.reshape(-1, k).sum(axis=1)
     gend = np.cumsum(gsize)
-    out = np.empty(stop - start, np.int64)
     g0 = int(np.searchsorted(gend, start, side="right"))  # the group holding position start
     while g0 < len(gsize) and (int(gend[g0 - 1]) if g0 else 0) < stop:
         base = int(gend[g0 - 1]) if g0 else 0
@@ -169,13 +193,13 @@ def read_positions(
             pos += np.minimum(cq, within) + ((q < p) & (cq > within))
         pos += base - start
         keep = (pos >= 0) & (pos < stop - start)
-        out[pos[keep]] = (st[slot] + within)[keep]
+        yield pos[keep], (st[slot] + within)[keep]
         g0 = g1
-    return out
 
 
-def rank_positions(
+def rank_take(
     ids: np.ndarray,
+    weights: np.ndarray | None,
     first: np.ndarray,
     *,
     rank: int,
@@ -184,24 +208,31 @@ def rank_positions(
     epoch: int,
     open_shards: int = 4,
     shuffle: bool = True,
-) -> np.ndarray:
-    """Positions into `ids` of one rank's part of the read order: what
-    `rank_part(ids[read_positions(...)], rank, world_size)` holds, computed for that part only
-    (padding wraps to the start of the order, as `rank_part` pads)."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One rank's part of the read order, and its weights: what
+    `rank_part(read_order(ids, ...), rank, world_size)` holds, computed for that part only,
+    a batch at a time (memory: the part, plus a batch of temporaries). Padding wraps to the
+    start of the order, as `rank_part` pads."""
     n = len(ids)
     per = per_rank_count(n, world_size)
-    a, b = rank * per, (rank + 1) * per
+    a = rank * per
     kw = {"seed": seed, "epoch": epoch, "open_shards": open_shards, "shuffle": shuffle}
-    if n == 0:
-        return np.zeros(0, np.int64)
-    if b - a >= n:  # more ranks than samples: the part repeats the whole order
-        return read_positions(ids, first, **kw)[np.arange(a, b) % n]  # type: ignore[arg-type]
-    s0 = a % n
-    if s0 + per <= n:
-        return read_positions(ids, first, start=s0, stop=s0 + per, **kw)  # type: ignore[arg-type]
-    head = read_positions(ids, first, start=s0, stop=n, **kw)  # type: ignore[arg-type]
-    wrap = read_positions(ids, first, start=0, stop=s0 + per - n, **kw)  # type: ignore[arg-type]
-    return np.concatenate([head, wrap])
+    out = np.empty(per, np.int64)
+    w = None if weights is None else np.empty(per, np.float32)
+    done = 0
+    while done < per:  # the part, wrapping around the order (more than once if n < ranks)
+        s0 = (a + done) % n
+        s1 = min(n, s0 + per - done)
+        for dest, rows in _batches(ids, first, start=s0, stop=s1, batch_samples=1 << 20,
+                                   **kw):  # type: ignore[arg-type]  # fmt: skip
+            d = dest if isinstance(dest, slice) else dest + done
+            if isinstance(d, slice):
+                d = slice(d.start + done, d.stop + done)
+            out[d] = ids[rows]
+            if w is not None and weights is not None:
+                w[d] = weights[rows]
+        done += s1 - s0
+    return out, w
 
 
 def per_rank_count(num_selected: int, world_size: int) -> int:
@@ -350,11 +381,14 @@ def selection_digest(ids: np.ndarray) -> str:
     Equal on every rank that computed the same selection; a resumed run checks it against
     the checkpoint's before it skips ahead.
     """
-    x = np.asarray(ids, dtype=np.int64).astype(np.uint64)
+    ids = np.asarray(ids, dtype=np.int64)
+    total = 0
     with np.errstate(over="ignore"):
-        x = (x + np.uint64(0x9E3779B97F4A7C15)) * np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(31)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(29)
-        total = int(x.sum(dtype=np.uint64)) & _MASK64
-    return f"{len(x)}:{total:016x}"
+        for a in range(0, len(ids), 1 << 20):  # a block at a time: temporaries stay small
+            x = ids[a : a + (1 << 20)].astype(np.uint64)
+            x = (x + np.uint64(0x9E3779B97F4A7C15)) * np.uint64(0xBF58476D1CE4E5B9)
+            x ^= x >> np.uint64(31)
+            x *= np.uint64(0x94D049BB133111EB)
+            x ^= x >> np.uint64(29)
+            total = (total + int(x.sum(dtype=np.uint64))) & _MASK64
+    return f"{len(ids)}:{total:016x}"

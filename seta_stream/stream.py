@@ -47,7 +47,7 @@ from seta_stream.losses.inputs import (
 from seta_stream.plan import (
     Stage,
     World,
-    rank_positions,
+    rank_take,
     selection_digest,
     worker_bounds,
     worker_part,
@@ -114,7 +114,6 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self._digest = ""
         self._selected = 0
         self._bytes_selected: int | None = 0
-        self._mine = np.zeros(0, np.int64)
         self._selected_total = 0
         self._updates_base = 0  # loss values given to the table before this process
         self._resume: resume.Resume | None = None
@@ -157,16 +156,13 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
 
     def _start(self, epoch: int, ids: np.ndarray, weights: np.ndarray | None) -> None:
         """Publish this rank's part of the epoch's read order (computed for that part only)."""
-        rows = rank_positions(ids, self.dataset.manifest.first_ids, rank=self.rank,
-                              world_size=self.world_size, seed=self.seed, epoch=epoch,
-                              open_shards=self.open_shards, shuffle=self.shuffle)  # fmt: skip
-        mine = ids[rows]
-        w = None if weights is None else np.asarray(weights, np.float32)[rows]
+        mine, w = rank_take(ids, weights, self.dataset.manifest.first_ids, rank=self.rank,
+                            world_size=self.world_size, seed=self.seed, epoch=epoch,
+                            open_shards=self.open_shards, shuffle=self.shuffle)  # fmt: skip
         digest = selection_digest(ids)
         self._work.publish(Plan(epoch, mine, w, digest))
         self.epoch, self._digest, self._selected = epoch, digest, len(mine)
         self._bytes_selected = None  # counted when stats() asks: it reads the shards' indexes
-        self._mine = mine
         self._selected_total += self._selected
         self._work.counters()[0] = 0  # the epoch's counters; row 1 keeps the totals
         self._iter, self._stages, self._yielded_here, self._iterated_here = None, (), 0, False
@@ -174,7 +170,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
     def _bytes_of_epoch(self) -> int:
         """Bytes of this rank's selected samples this epoch (reads their shards' indexes)."""
         if self._bytes_selected is None:
-            mine, total = self._mine, 0
+            mine, total = self._work.load().order, 0  # this rank's part (memory-mapped)
             for a in range(0, len(mine), 1 << 20):
                 total += int(self.dataset.index.lengths(np.sort(mine[a : a + (1 << 20)])).sum())
             self._bytes_selected = total

@@ -15,7 +15,7 @@ from seta_stream.plan import (
     World,
     per_rank_count,
     rank_part,
-    rank_positions,
+    rank_take,
     read_order,
     read_positions,
     selection_digest,
@@ -119,16 +119,19 @@ def _sorted_read_order(
 
 @settings(max_examples=200, deadline=None)
 @given(data=datasets(), size=world_sizes, open_shards=st.integers(1, 5), seed=st.integers(0, 99))
-def test_rank_positions_are_the_rank_part(
+def test_rank_take_is_the_rank_part(
     data: tuple[np.ndarray, np.ndarray, np.ndarray], size: int, open_shards: int, seed: int
 ) -> None:
     ids, shard, _ = data
     first = np.searchsorted(shard, np.arange(shard[-1] + 2))
     order = read_order(ids, first, seed=seed, epoch=3, open_shards=open_shards)
     for rank in range(size):
-        pos = rank_positions(ids, first, rank=rank, world_size=size, seed=seed, epoch=3,
-                             open_shards=open_shards)  # fmt: skip
-        np.testing.assert_array_equal(ids[pos], rank_part(order, rank, size))
+        weights = (ids % 7).astype(np.float32)
+        got, w = rank_take(ids, weights, first, rank=rank, world_size=size, seed=seed, epoch=3,
+                           open_shards=open_shards)  # fmt: skip
+        np.testing.assert_array_equal(got, rank_part(order, rank, size))
+        assert w is not None
+        np.testing.assert_array_equal(w, (got % 7).astype(np.float32))
         part = read_positions(ids, first, seed=seed, epoch=3, open_shards=open_shards,
                               start=len(ids) // 3, stop=len(ids) // 2, batch_samples=4)  # fmt: skip
         np.testing.assert_array_equal(ids[part], order[len(ids) // 3 : len(ids) // 2])
