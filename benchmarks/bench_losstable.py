@@ -138,13 +138,24 @@ def update_all(table: LossTable, batch: int, epoch: int) -> int:
     return calls
 
 
-def select_step(table: LossTable, policy: SeTa, epoch: int) -> dict[str, Any]:
+def select_step(table: LossTable, policy: SeTa, epoch: int, baseline: int) -> dict[str, Any]:
+    """The step, with the seconds and peak so far (GB over `baseline`) after each part."""
+    parts: dict[str, Any] = {}
+    t0 = time.perf_counter()
+
+    def mark(name: str) -> None:
+        parts[name] = {"seconds": time.perf_counter() - t0,
+                       "peak_gb": (peak_bytes() - baseline) / GB}  # fmt: skip
+
     table.set_epoch(epoch)
     scores = table.scores()
+    mark("scores")
     selection = policy.select(scores, epoch, seed=0)
+    mark("select")
     del scores
     table.record_selection(epoch, selection)
-    return {"kept": len(selection), "phase": selection.info["phase"]}
+    mark("record_selection")
+    return {"kept": len(selection), "phase": selection.info["phase"], "parts": parts}
 
 
 def disk_usage(root: Path) -> dict[str, int]:
@@ -164,14 +175,15 @@ def disk_usage(root: Path) -> dict[str, int]:
     return {**kinds, "other": other}
 
 
-def run(n: int, batch: int, root: Path) -> dict[str, Any]:
+def run(n: int, batch: int, root: Path, history_full_max: int | None) -> dict[str, Any]:
     steps = Steps()
     policy = SeTa(epochs=10, prune_ratio=0.3, num_groups=10, window=0.5)
     info: dict[str, Any] = {}
-    table = steps.run(0, "open", lambda: LossTable(root, num_samples=n, max_pending=256))
+    options = {} if history_full_max is None else {"history_full_max": history_full_max}
+    table = steps.run(0, "open", lambda: LossTable(root, num_samples=n, max_pending=256, **options))
     for epoch in (0, 1):
         info[f"select_{epoch}"] = steps.run(
-            epoch, "select", lambda e=epoch: select_step(table, policy, e)
+            epoch, "select", lambda e=epoch: select_step(table, policy, e, steps.baseline)
         )
         steps.run(epoch, "update", lambda e=epoch: update_all(table, batch, e))
         if epoch == 0:
@@ -179,19 +191,29 @@ def run(n: int, batch: int, root: Path) -> dict[str, Any]:
         else:
             steps.run(epoch, "end+close", lambda: (table.end_epoch(), table.close()))
     disk = disk_usage(root)
-    return {"steps": steps.rows, "selections": info, "disk": disk}
+    return {
+        "steps": steps.rows,
+        "selections": info,
+        "disk": disk,
+        "history_full_max": table.options.history_full_max,
+        "history_form": "full" if n <= table.options.history_full_max else "compact",
+    }
 
 
 def _print(data: dict[str, Any]) -> None:
     n = data["num_samples"]
-    print(f"loss table, {n:,} samples, batches of {data['batch']}, SeTa k=10 r=0.3; "
-          f"{data['machine']['cpus']} CPUs")  # fmt: skip
+    print(f"loss table, {n:,} samples, batches of {data['batch']}, SeTa k=10 r=0.3, "
+          f"{data['history_form']} history; {data['machine']['cpus']} CPUs")  # fmt: skip
     head = f"{'epoch':>5} {'step':<10} {'seconds':>9} {'RSS start GB':>13} {'peak GB':>8}"
     print(head)
     print("-" * len(head))
     for r in data["steps"]:
         print(f"{r['epoch']:>5} {r['step']:<10} {r['seconds']:>9.2f} {r['start_gb']:>13.2f} "
               f"{r['peak_gb']:>8.2f}")  # fmt: skip
+        if r["step"] == "select":
+            parts = data["selections"][f"select_{r['epoch']}"]["parts"]
+            print("      " + ", ".join(f"{k} by {v['seconds']:.2f} s, peak {v['peak_gb']:.2f}"
+                                      for k, v in parts.items()))  # fmt: skip
     disk = data["disk"]
     total = sum(disk.values())
     parts = ", ".join(f"{k} {v / n:.1f}" for k, v in disk.items() if v)
@@ -204,10 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=4096, help="ids per update()")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/losstable.json"))
     p.add_argument("--dir", type=Path, help="where to put the table (default: a temp dir)")
+    p.add_argument("--history-full-max", type=float, help="the table's option (default: its own)")
     args = p.parse_args(argv)
     n = int(args.n)
+    full_max = None if args.history_full_max is None else int(args.history_full_max)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_losstable-") as tmp:
-        data = run(n, args.batch, Path(tmp) / "losses")
+        data = run(n, args.batch, Path(tmp) / "losses", full_max)
     data.update(
         benchmark="losstable",
         num_samples=n,

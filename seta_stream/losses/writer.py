@@ -134,7 +134,8 @@ class LossWriter:
         self.check()
         if item.error is not None:
             raise item.error
-        return item.result  # type: ignore[return-value]  # set when done and error is None
+        result, item.result = item.result, None  # the thread may still hold `item`
+        return result  # type: ignore[return-value]  # set when done and error is None
 
     def close(self) -> None:
         """Stop the thread after it has drained the queue, and join it. Idempotent.
@@ -162,6 +163,7 @@ class LossWriter:
                 return
             if isinstance(item, _Call):
                 self._run_call(item)
+                item = None  # what it returns or holds may be N-sized: not kept while idle
             elif self._error is None:
                 try:
                     self._apply(item)
