@@ -19,7 +19,16 @@ import numpy as np
 from seta_stream.errors import SeTaStreamError
 from seta_stream.shards.decode import decode_fields
 from seta_stream.shards.reader import Dataset
-from seta_stream.workdir import BYTES, DECODED, ITERS, READ, SKIPPED, YIELDED
+from seta_stream.workdir import (
+    BYTES,
+    DECODED,
+    INDEX_BYTES,
+    INDEX_LOADS,
+    ITERS,
+    READ,
+    SKIPPED,
+    YIELDED,
+)
 
 Decode = Literal["default"] | Callable[[dict[str, Any]], Any] | None
 OnError = Literal["raise", "skip"]
@@ -148,20 +157,25 @@ class _Tally:
     def __init__(self, dataset: Dataset, counters: np.ndarray, slot: int, decodes: bool):
         self.dataset, self.counters, self.slot, self.decodes = dataset, counters, slot, decodes
         self.read = self.yielded = self.skipped = self._read_before = 0
-        self._bytes_before = dataset.stats.bytes_read
+        self._before = self._io()
+
+    def _io(self) -> np.ndarray:
+        """Bytes read, index files read and their bytes: this process's running totals."""
+        index = self.dataset.index
+        return np.array([self.dataset.stats.bytes_read, index.loads, index.bytes_read], np.int64)
 
     def flush(self) -> None:
         row = np.zeros(ITERS + 1, np.int64)
-        now = self.dataset.stats.bytes_read
-        row[[READ, DECODED, YIELDED, SKIPPED, BYTES]] = (
+        now = self._io()
+        row[[READ, DECODED, YIELDED, SKIPPED]] = (
             self.read - self._read_before,
             self.yielded * self.decodes,
             self.yielded,
             self.skipped,
-            now - self._bytes_before,
         )
+        row[[BYTES, INDEX_LOADS, INDEX_BYTES]] = now - self._before
         self.counters[:, self.slot] += row
-        self._read_before, self._bytes_before = self.read, now
+        self._read_before, self._before = self.read, now
         self.yielded = self.skipped = 0
 
 

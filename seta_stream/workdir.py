@@ -36,9 +36,11 @@ COUNTERS = (
     "bytes_read",
     "samples_yielded",
     "samples_skipped",
+    "index_loads",  # per-shard index files read by the readers (each process caches its own)
+    "index_bytes_read",
     "iterators",
 )
-READ, DECODED, BYTES, YIELDED, SKIPPED, ITERS = range(len(COUNTERS))
+READ, DECODED, BYTES, YIELDED, SKIPPED, INDEX_LOADS, INDEX_BYTES, ITERS = range(len(COUNTERS))
 _SLOTS = 257
 PREFIX = "seta_stream-"
 OWNER = "owner.json"

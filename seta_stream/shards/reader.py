@@ -24,7 +24,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from seta_stream.errors import ChecksumError, ManifestError, ShardFormatError
 from seta_stream.remote import Fetched, RemoteOptions
@@ -107,12 +106,6 @@ class Dataset:
     @property
     def fingerprint(self) -> str:
         return self.manifest.fingerprint
-
-    def keys(self) -> pa.Array:
-        """Every sample's key in id order: reads every shard's index (O(N); prefer
-        `seta_stream.shards.scan_index` for large datasets)."""
-        keys = [self.index.shard(s).keys for s in range(len(self.manifest.shards))]
-        return pa.concat_arrays(keys) if keys else pa.array([], pa.string())
 
     def close(self) -> None:
         self.store.close()

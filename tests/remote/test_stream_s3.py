@@ -56,7 +56,7 @@ def test_seta_epochs_then_resume_on_a_new_machine(
     fs = s3fs.S3FileSystem(**so)
     fs.invalidate_cache()
     names = {p.rsplit("/", 1)[1] for p in fs.find(f"{bucket}/run/losses")}
-    assert {"table.json", "keys.parquet", "losses.parquet", "epoch=000000.parquet"} <= names
+    assert {"table.json", "losses.parquet", "epoch=000000.parquet"} <= names
     assert not [n for n in names if "tmp" in n]
 
     monkeypatch.setenv("SETA_STREAM_CACHE", str(tmp_path / "machine-b"))  # nothing local
