@@ -151,6 +151,21 @@ def read_column_into(path: Path, kind: str, column: str, out: np.ndarray[Any, An
             at += part.size
 
 
+def check_files(root: Path, num_samples: int) -> list[str]:
+    """Check every Parquet file's kind and version (raises); return the snapshot's problems."""
+    found = []
+    snapshot = root / "losses.parquet"
+    if snapshot.exists():
+        file_metadata(snapshot, "snapshot")
+        rows = pq.read_metadata(snapshot).num_rows
+        if rows != num_samples:
+            found.append(f"{snapshot} has {rows} rows, expected {num_samples}")
+    for kind in ("history", "summary"):
+        for path in sorted((root / kind).glob("*.parquet")):
+            file_metadata(path, kind)
+    return found
+
+
 def check_keys_file(path: Path, num_samples: int) -> None:
     file_metadata(path, "keys")
     rows = pq.read_metadata(path).num_rows

@@ -6,13 +6,11 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from seta_stream.errors import LossTableError
 from seta_stream.losses import layout
@@ -32,38 +30,10 @@ from seta_stream.losses.inputs import (
     first_nonfinite,
 )
 from seta_stream.losses.mirror import TableMirror, local_folder
+from seta_stream.losses.options import HISTORY_FULL_MAX, TableOptions
 from seta_stream.losses.reader import ReadOnlyLossTable, check_dataset, resolve_num_samples
-from seta_stream.losses.schema import check_keys_file, file_metadata
+from seta_stream.losses.schema import check_files, check_keys_file
 from seta_stream.losses.writer import Batch, LossWriter
-
-HISTORY_FULL_MAX = 100_000_000
-"""Above this many samples an epoch's history holds only the selected rows (plus histograms).
-
-A full history costs about 4 bytes a sample an epoch, a compact one about 4 bytes a selected
-sample. With the live columns (18) and the snapshot (4), a table is about 30 bytes a sample on
-disk after two epochs with full history, about 27 with compact (SeTa keeping 70% then 35%):
-under 40 either way. Full up to 100M samples keeps every sample's per-epoch loss where that is
-still a few hundred MB an epoch; above, compact bounds a 1B-sample run's history by what it
-reads."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class TableOptions:
-    """How a `LossTable` treats bad losses, how much it queues and how it writes history."""
-
-    nonfinite: NonFinite = "raise"
-    max_pending: int = 1024
-    history_full_max: int = HISTORY_FULL_MAX
-    chunk_rows: int = 1 << 20
-
-    def __post_init__(self) -> None:
-        if self.nonfinite not in ("raise", "skip"):
-            raise LossTableError(f"nonfinite={self.nonfinite!r}; allowed: 'raise' or 'skip'")
-        for name in ("max_pending", "chunk_rows"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise LossTableError(f"{name}={getattr(self, name)!r}; must be an int >= 1")
-        if not isinstance(self.history_full_max, int) or self.history_full_max < 0:
-            raise LossTableError(f"history_full_max={self.history_full_max!r}; must be an int >= 0")
 
 
 class LossTable:
@@ -392,15 +362,7 @@ class LossTable:
         found = self._writer.call(
             lambda: self._cols.problems(max_epoch=max_epoch, chunk_rows=chunk)
         )
-        snapshot = self.root / layout.SNAPSHOT_NAME
-        if snapshot.exists():
-            file_metadata(snapshot, "snapshot")
-            rows = pq.read_metadata(snapshot).num_rows
-            if rows != n:
-                found.append(f"{snapshot} has {rows} rows, expected {n}")
-        for folder, kind in (("history", "history"), ("summary", "summary")):
-            for path in sorted((self.root / folder).glob("*.parquet")):
-                file_metadata(path, kind)
+        found += check_files(self.root, n)
         if found:
             raise LossTableError(f"loss table {self.root} failed verification: " + "; ".join(found))
 
