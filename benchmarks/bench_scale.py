@@ -19,10 +19,12 @@ at a time) and `tools/shard.py upgrade` is timed on it.
 import baseline (the child's RSS after `import seta_stream, torch`), peaks from a thread
 sampling /proc/self/statm every 5 ms; DataLoader workers' USS (private clean + dirty,
 /proc/PID/smaps_rollup) after their 4th batch:
-open `SeTaStream(policy=SeTa, losses=DIR)`; `set_epoch(0)`; first 4 batches (batch 256) with
-0 and 2 workers; N loss updates through `update()` (batches of 4096, then `flush`);
+open `SeTaStream(policy=SeTa, losses=DIR)` (a new loss table); `set_epoch(0)`; first 4
+batches (batch 256) with 0 and 2 workers; N loss updates through `update()` (batches of
+4096, then `flush`);
 `set_epoch(1)` with SeTa over a loss for every sample; the same updates again; `set_epoch(2)`
-(ends epoch 1: two epochs of history); `close()`; the loss table's bytes on disk / N.
+(ends epoch 1: two epochs of history); `close()`; the loss table's bytes on disk / N; open
+again (the table exists: the usual start of a run).
 With `--ranks R`: `torchrun --standalone --nproc_per_node=R` (gloo), each rank opens the
 dataset (`Full`, no loss table), runs `set_epoch(0)` and reads its first batch: total RSS
 of the R ranks and the slowest rank's time to its first batch.
@@ -184,11 +186,14 @@ class Peak:
 
 def step(out: dict[str, Any], name: str, peak: Peak, base: int, fn: Callable[[], Any]) -> Any:
     peak.reset()
+    before = rss()
     t0 = time.perf_counter()
     value = fn()
     seconds = time.perf_counter() - t0
-    peak.high = max(peak.high, rss())
-    out[name] = {"s": seconds, "rss_over_base": rss() - base, "peak_over_base": peak.high - base}
+    now = rss()
+    peak.high = max(peak.high, now)
+    out[name] = {"s": seconds, "rss_over_base": now - base, "peak_over_base": peak.high - base}
+    out[name]["rss_added"] = now - before
     print(f"  {name}: {seconds:.2f} s, peak +{(peak.high - base) / MB:,.0f} MB", file=sys.stderr)
     return value
 
@@ -242,6 +247,8 @@ def child_run(p: dict[str, Any]) -> dict[str, Any]:
     step(out, "updates_2", peak, base, updates)
     step(out, "set_epoch_2", peak, base, lambda: stream.set_epoch(2))
     step(out, "close", peak, base, stream.close)
+    again = step(out, "reopen", peak, base, open_)  # the usual case: the table exists
+    again.close()
     peak.close()
     out["losses_bytes"] = sum(f.stat().st_size for f in losses.rglob("*") if f.is_file())
     out["losses_bytes_per_sample"] = out["losses_bytes"] / n
@@ -337,22 +344,36 @@ def in_child(kind: str, params: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- report
 
+# step, label, memory figure shown, targets at 100M and 1B (seconds, MB over the baseline)
 ROWS = (
-    ("open", "SeTaStream(...) open", "s", "rss_over_base"),
-    ("set_epoch_0", "set_epoch(0)", "s", "peak_over_base"),
-    ("first4_w0", "first 4 batches, 0 workers", "s", None),
-    ("first4_w2", "first 4 batches, 2 workers", "s", None),
-    ("updates_1", "N loss updates (update + flush)", "s", "peak_over_base"),
-    ("set_epoch_1_seta", "set_epoch(1), SeTa over N losses", "s", "peak_over_base"),
-    ("set_epoch_2", "set_epoch(2) (ends epoch 1)", "s", "peak_over_base"),
-    ("close", "close()", "s", "peak_over_base"),
-)
+    ("open", "`SeTaStream(...)` open (new loss table)", "rss_added", (2, 200), (5, 500)),
+    ("set_epoch_0", "`set_epoch(0)` (no losses yet)", "peak_over_base", None, None),
+    ("first4_w0", "first 4 batches, 0 workers", None, (5, None), (10, None)),
+    ("first4_w2", "first 4 batches, 2 workers", None, (5, None), (10, None)),
+    ("updates_1", "N loss updates through `update()` + flush", "peak_over_base", (60, None),
+     (600, None)),
+    ("set_epoch_1_seta", "`set_epoch(1)`, SeTa over a loss for every sample", "peak_over_base",
+     (60, 2500), (600, 16000)),
+    ("set_epoch_2", "`set_epoch(2)` (ends epoch 1: history, snapshot)", "peak_over_base", None,
+     None),
+    ("close", "`close()`", "peak_over_base", (60, None), (600, None)),
+    ("reopen", "`SeTaStream(...)` open (existing loss table)", "rss_added", (2, 200),
+     (5, 500)),
+)  # fmt: skip
+
+
+def _target(t: tuple[float, float | None] | None) -> str:
+    if t is None:
+        return ""
+    sec, mb = t
+    return f"≤ {sec:g} s" + (f", ≤ {mb:,.0f} MB" if mb else "")
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = "| step | " + " | ".join(f"N = {r['n']:,}" for r in results) + " |"
-    lines = [head, "|---|" + "--:|" * len(results)]
-    for key, label, _, mem in ROWS:
+    """The Markdown table of a run's results (also from a saved JSON: `--report`)."""
+    head = "| step | " + " | ".join(f"N = {r['n']:,}" for r in results)
+    lines = [head + " | target 100M | target 1B |", "|---|" + "--:|" * len(results) + "---|---|"]
+    for key, label, mem, t100m, t1b in ROWS:
         cells = []
         for r in results:
             m = r["run"][key]
@@ -360,11 +381,14 @@ def table(results: list[dict[str, Any]]) -> str:
             if mem:
                 cell += f", {'+' if m[mem] >= 0 else ''}{m[mem] / MB:,.0f} MB"
             cells.append(cell)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        targets = f" | {_target(t100m)} | {_target(t1b)} |"
+        lines.append(f"| {label} | " + " | ".join(cells) + targets)
     cells = [f"{max(r['run'].get('worker_uss_2') or [0]) / MB:,.0f} MB" for r in results]
-    lines.append("| DataLoader worker USS (max of 2) | " + " | ".join(cells) + " |")
+    lines.append("| DataLoader worker USS (max of 2) | " + " | ".join(cells)
+                 + " | ≤ 300 MB | ≤ 500 MB |")  # fmt: skip
     cells = [f"{r['run']['losses_bytes_per_sample']:.1f} B" for r in results]
-    lines.append("| loss table on disk after 2 epochs, per sample | " + " | ".join(cells) + " |")
+    lines.append("| loss table on disk after 2 epochs, per sample | " + " | ".join(cells)
+                 + " | ≤ 40 B | ≤ 40 B |")  # fmt: skip
     if any("upgrade" in r for r in results):
         cells = [
             f"{r['upgrade']['upgrade']['s']:.1f} s, peak +"
@@ -373,7 +397,7 @@ def table(results: list[dict[str, Any]]) -> str:
             else "-"
             for r in results
         ]
-        lines.append("| `tools/shard.py upgrade` (version 1 → 2) | " + " | ".join(cells) + " |")
+        lines.append("| `tools/shard.py upgrade` (version 1 → 2) | " + " | ".join(cells) + " | | |")
     if any("ranks" in r for r in results):
         cells = [
             f"{r['ranks']['ranks']} ranks: {r['ranks']['rss_total'] / MB:,.0f} MB RSS in all, "
@@ -382,7 +406,7 @@ def table(results: list[dict[str, Any]]) -> str:
             else "-"
             for r in results
         ]
-        lines.append("| torchrun, Full, 0 workers each | " + " | ".join(cells) + " |")
+        lines.append("| torchrun, `Full`, 0 workers each | " + " | ".join(cells) + " | | |")
     return "\n".join(lines)
 
 
@@ -401,7 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ranks", type=int, default=0, help="torchrun this many ranks (0: skip)")
     p.add_argument("--keep", action="store_true", help="keep the datasets")
     p.add_argument("--smoke", action="store_true", help="N = 20k, 1k a shard")
+    p.add_argument("--report", nargs="+", metavar="JSON", help="print the table of saved runs")
     args = p.parse_args(argv)
+    if args.report:  # several files: their results side by side, in the order given
+        print(table([r for f in args.report for r in json.loads(Path(f).read_text())["results"]]))
+        return 0
     sizes = [20_000] if args.smoke else [int(s) for s in args.sizes]
     per_shard = 1_000 if args.smoke else args.per_shard
     work = Path(tempfile.mkdtemp(prefix="bench_scale-", dir=args.workdir))
