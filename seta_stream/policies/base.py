@@ -26,8 +26,10 @@ Phase = Literal["prune", "anneal", "full"]
 _SUBSET_BLOCK = 1 << 16
 # Elementwise passes over N values run a block at a time, so their masks stay this small.
 BLOCK = 1 << 22
-# numpy's "marginals" multivariate hypergeometric needs a population below 1e9.
+# numpy's "marginals" multivariate hypergeometric needs a population below 1e9; one
+# hypergeometric split first into two halves (each below 1e9) reaches twice as far.
 _MARGINALS_LIMIT = 10**9
+_SPLIT_LIMIT = 2 * _MARGINALS_LIMIT - 4 * _SUBSET_BLOCK
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -210,15 +212,15 @@ def random_subset(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
     """A uniform random subset of `m` of `range(n)`, as sorted int64 ids.
 
     The ids are cut into blocks of 65,536; one multivariate hypergeometric draw says how many
-    each block gives, and each block draws its share. That is exactly uniform over all
-    m-subsets, needs no N-sized shuffle or sort, and is about 8x faster than
+    each block gives (`_block_counts`), and each block draws its share. That is exactly
+    uniform over all m-subsets, needs no N-sized shuffle or sort, and is about 8x faster than
     `rng.choice(n, m, replace=False)` followed by a sort.
     """
     if m >= n:
         return np.arange(n, dtype=np.int64)
     if m <= 0:
         return np.empty(0, dtype=np.int64)
-    if n >= _MARGINALS_LIMIT:
+    if n >= _SPLIT_LIMIT:
         return np.flatnonzero(random_mask(rng, n, m)).astype(np.int64, copy=False)
     out = np.empty(m, dtype=np.int64)
     pos = 0
@@ -245,7 +247,7 @@ def random_mask(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     if m <= 0:
         return mask
-    if n >= _MARGINALS_LIMIT:  # numpy's hypergeometric cannot split 1e9+ ids; slower path
+    if n >= _SPLIT_LIMIT:  # numpy's hypergeometric cannot split 2e9+ ids; 8 bytes an id
         mask[rng.choice(n, size=m, replace=False)] = True
         return mask
     for start, size, positions, picked in _block_draws(rng, n, m):
@@ -263,7 +265,7 @@ def _block_draws(
     sizes = np.full(n // _SUBSET_BLOCK, _SUBSET_BLOCK, dtype=np.int64)
     if n % _SUBSET_BLOCK:
         sizes = np.append(sizes, n % _SUBSET_BLOCK)
-    counts = rng.multivariate_hypergeometric(sizes, m, method="marginals")
+    counts = _block_counts(rng, sizes, m)
     for block, (size, count) in enumerate(zip(sizes.tolist(), counts.tolist(), strict=True)):
         start = block * _SUBSET_BLOCK
         if 2 * count <= size:
@@ -288,3 +290,20 @@ def base_info(phase: Phase, epoch: int, n: int, n_selected: int) -> dict[str, An
         "num_selected": n_selected,
         "num_samples": n,
     }
+
+
+def _block_counts(rng: np.random.Generator, sizes: np.ndarray, m: int) -> np.ndarray:
+    """How many of `m` uniformly drawn ids each block gives: one multivariate hypergeometric
+    draw below 1e9 ids; from 1e9 (to `_SPLIT_LIMIT`), one hypergeometric split between two
+    halves of the blocks first, then one draw per half (exactly uniform still)."""
+    total = int(sizes.sum())
+    if sizes.size == 1:
+        return np.array([m], dtype=np.int64)
+    if total < _MARGINALS_LIMIT:
+        return rng.multivariate_hypergeometric(sizes, m, method="marginals")
+    half = int(np.searchsorted(np.cumsum(sizes), total // 2))
+    left = int(sizes[:half].sum())
+    left_m = int(rng.hypergeometric(left, total - left, m)) if m else 0
+    return np.concatenate(
+        (_block_counts(rng, sizes[:half], left_m), _block_counts(rng, sizes[half:], m - left_m))
+    )

@@ -78,3 +78,20 @@ def test_blocked_passes_change_no_result(
         if a is not None:
             np.testing.assert_array_equal(a, b)
     assert got.info == want.info
+
+
+def test_block_counts_split_past_the_marginals_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From 1e9 ids one hypergeometric split comes first: still m in all, uniform on average."""
+    sizes = np.array([300, 300, 300, 300, 250, 300, 300], dtype=np.int64)
+    m, total = 700, int(sizes.sum())
+    below = base._block_counts(np.random.default_rng(1), sizes, m)
+    monkeypatch.setattr(base, "_MARGINALS_LIMIT", 1000)
+    rng = np.random.default_rng(1)
+    draws = np.array([base._block_counts(rng, sizes, m) for _ in range(2000)])
+    assert (draws.sum(axis=1) == m).all() and (draws <= sizes).all() and (draws >= 0).all()
+    np.testing.assert_allclose(draws.mean(axis=0), m * sizes / total, rtol=0.02)
+    assert below.sum() == m  # below the limit: the one draw of before
+    np.testing.assert_array_equal(
+        below,
+        np.random.default_rng(1).multivariate_hypergeometric(sizes, m, method="marginals"),
+    )
