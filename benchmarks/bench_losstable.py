@@ -193,6 +193,7 @@ def run(n: int, batch: int, root: Path, history_full_max: int | None) -> dict[st
     disk = disk_usage(root)
     return {
         "steps": steps.rows,
+        "import_baseline_gb": steps.baseline / GB,
         "selections": info,
         "disk": disk,
         "history_full_max": table.options.history_full_max,
@@ -204,6 +205,8 @@ def _print(data: dict[str, Any]) -> None:
     n = data["num_samples"]
     print(f"loss table, {n:,} samples, batches of {data['batch']}, SeTa k=10 r=0.3, "
           f"{data['history_form']} history; {data['machine']['cpus']} CPUs")  # fmt: skip
+    print(f"resident set after the imports (the baseline of the GB columns): "
+          f"{data['import_baseline_gb']:.2f} GB")  # fmt: skip
     head = f"{'epoch':>5} {'step':<10} {'seconds':>9} {'RSS start GB':>13} {'peak GB':>8}"
     print(head)
     print("-" * len(head))

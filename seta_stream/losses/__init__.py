@@ -76,7 +76,8 @@ columns a chunk (`chunk_rows`) at a time, past their memory maps. The pages that
 stay mapped until `flush()`, `scores()` or `end_epoch()` hands them back to the page cache (up
 to 12 bytes a sample during an epoch, counted in this process's resident set, reclaimable by
 the OS). `benchmarks/bench_losstable.py` measures each epoch step; at 100M on 2 cores:
-select 8 s and 1.3 GB, 100M updates 7 s, `end_epoch()` + `close()` 16 s.
+`set_epoch` + `scores()` + SeTa + `record_selection` about 9 s and 1.2 GB, 100M updates 7-10
+s, `end_epoch()` + `close()` 15-20 s.
 
 ```python
 import polars as pl
