@@ -15,9 +15,10 @@ nothing it wrote; `flush()` (msync) makes them survive an OS crash too. Each fil
 under a temp name, filled and renamed, so a half-created column never exists.
 
 **Memory.** Updates scatter over the maps, and every page they touch counts in this process's
-resident set (18 GB at 1B samples). So the bulk work never goes through the maps: `read()`
-and `write()` copy ranges with `pread`/`pwrite` (the same page cache, so they agree with the
-maps at once), and `release()` hands the touched pages back to the page cache after a flush.
+resident set (12 bytes a sample: loss, visits, epoch). So the bulk work never goes through the
+maps: `read()` and `write()` copy ranges with `pread`/`pwrite` (the same page cache, so they
+agree with the maps at once), and `release()` hands the touched pages back to the page cache
+after a flush.
 """
 
 from __future__ import annotations
