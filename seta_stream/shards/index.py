@@ -24,8 +24,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seta_stream.errors import ManifestError
-from seta_stream.shards.indexcheck import check_index
-from seta_stream.shards.manifest import Manifest
 
 INDEX_COLUMNS = ("sample_id", "key", "shard", "offset", "length", "members")
 MEMBER_TYPE = pa.struct([("name", pa.string()), ("offset", pa.int64()), ("size", pa.int64())])
@@ -55,11 +53,10 @@ class SampleIndex:
         return len(self.offset)
 
     @classmethod
-    def from_table(
-        cls, table: pa.Table, *, source: str, manifest: Manifest | None = None
-    ) -> SampleIndex:
-        """The index in `table` (a whole `index.parquet`), its types and invariants checked
-        (see `check_index`); with `manifest`, also checked against the shards it lists."""
+    def from_table(cls, table: pa.Table, *, source: str) -> SampleIndex:
+        """The index in `table` (a whole `index.parquet`), its types and sample ids checked;
+        the byte ranges are checked by the caller (`indexcheck.check_index`), which has the
+        manifest."""
         cols = _typed_columns(table, source, _COLUMN_TYPES)
         n = table.num_rows
         ids = cols["sample_id"].to_numpy()
@@ -68,9 +65,7 @@ class SampleIndex:
             raise ManifestError(
                 f"{source}: sample_id at row {first} is {ids[first]}, expected {first}"
             )
-        index = cls._from_columns(cols, cols["shard"].to_numpy().astype(np.int32), source)
-        check_index(index, source=source, manifest=manifest)
-        return index
+        return cls._from_columns(cols, cols["shard"].to_numpy().astype(np.int32), source)
 
     @classmethod
     def from_shard_table(cls, table: pa.Table, *, source: str, shard: int) -> SampleIndex:

@@ -25,13 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from seta_stream.chunks import guard
 from seta_stream.errors import ChecksumError, ManifestError, ShardFormatError
 from seta_stream.remote import Fetched, RemoteOptions
 from seta_stream.shards.decode import MAX_DECOMPRESSED, decode_fields, unzst
 from seta_stream.shards.index import SampleIndex, read_index_table
+from seta_stream.shards.indexcheck import check_index
 from seta_stream.shards.manifest import Manifest, read_manifest
 from seta_stream.shards.shardindex import DEFAULT_CACHE_SAMPLES, LazyIndex
-from seta_stream.shards.tarread import guard, header_ok, iter_local_tar
+from seta_stream.shards.tarread import header_ok, iter_local_tar
 from seta_stream.storage import Store
 
 if TYPE_CHECKING:
@@ -293,7 +295,8 @@ def _open_v1_index(store: Store, manifest: Manifest) -> SampleIndex:
                 "(re-run tools/shard.py index to rebuild both)"
             )
     table = read_index_table(data, source=store.path(name))
-    index = SampleIndex.from_table(table, source=store.path(name), manifest=manifest)
+    index = SampleIndex.from_table(table, source=store.path(name))
+    check_index(index, source=store.path(name), manifest=manifest)
     if index.num_samples != manifest.num_samples:
         raise ManifestError(
             f"{store.path(name)}: {index.num_samples} rows but dataset.json counts "
