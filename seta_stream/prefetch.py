@@ -15,20 +15,62 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from seta_stream.remote import Span, coalesce
-from seta_stream.shards.tarread import chunk_ends, guard
+from seta_stream.chunks import chunk_ends, guard
+from seta_stream.remote import Fetched, Span, coalesce
 
 if TYPE_CHECKING:
-    from seta_stream.shards.reader import Dataset
+    from seta_stream.cache import RangeCache
+    from seta_stream.storage import Store
 
 THREAD_PREFIX = "seta_stream-fetch"
+
+
+class _Lengths(Protocol):
+    @property
+    def num_samples(self) -> int: ...
+
+    def lengths(self, ids: np.ndarray) -> np.ndarray: ...
+
+
+class _Shard(Protocol):
+    @property
+    def bytes(self) -> int: ...
+
+
+class _Shards(Protocol):
+    @property
+    def shards(self) -> Sequence[_Shard]: ...
+
+
+class FetchDataset(Protocol):
+    """What the prefetcher uses of a dataset (`seta_stream.shards.reader.Dataset`): its store,
+    index lengths, shard names and sizes, each sample's byte ranges, and where to put them."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def index(self) -> _Lengths: ...
+
+    @property
+    def manifest(self) -> _Shards: ...
+
+    def cache(self) -> RangeCache | None: ...
+
+    def spans_of(self, i: int) -> tuple[int, list[tuple[int, int]]]: ...
+
+    def shard_name(self, s: int) -> str: ...
+
+    def assemble(self, i: int, parts: list[bytes]) -> dict[str, Any]: ...
+
+    def count_fetch(self, got: Fetched, *, samples: int, cached: int) -> None: ...
 
 
 def chunk_bounds(lengths: np.ndarray, *, max_samples: int, max_bytes: int) -> list[int]:
@@ -37,7 +79,7 @@ def chunk_bounds(lengths: np.ndarray, *, max_samples: int, max_bytes: int) -> li
     return [0, *chunk_ends(lengths, max_samples=max_samples, max_bytes=max_bytes)]
 
 
-def fetch_chunk(dataset: Dataset, ids: list[int], skip_errors: bool = False) -> list[Any]:
+def fetch_chunk(dataset: FetchDataset, ids: list[int], skip_errors: bool = False) -> list[Any]:
     """The raw samples `ids` of `dataset`, in that order, read with coalesced ranged requests."""
     store, opts, cache = dataset.store, dataset.store.remote, dataset.cache()
     spans: list[tuple[int, int, int]] = []  # (shard, start, end) of every sample's ranges
@@ -75,7 +117,7 @@ def fetch_chunk(dataset: Dataset, ids: list[int], skip_errors: bool = False) -> 
     return out
 
 
-def _chunks(dataset: Dataset, ids: np.ndarray) -> Iterator[list[int]]:
+def _chunks(dataset: FetchDataset, ids: np.ndarray) -> Iterator[list[int]]:
     """`ids` cut into fetch chunks; each block's lengths gathered only when it comes up (the
     index of a shard is read when the first chunk that needs it is cut)."""
     opts = dataset.store.remote
@@ -94,7 +136,9 @@ def _chunks(dataset: Dataset, ids: np.ndarray) -> Iterator[list[int]]:
 class Prefetcher(Iterator[Any]):
     """Raw samples `ids` of a remote `dataset`, in order, fetched ahead in chunks."""
 
-    def __init__(self, dataset: Dataset, ids: np.ndarray, *, skip_errors: bool = False) -> None:
+    def __init__(
+        self, dataset: FetchDataset, ids: np.ndarray, *, skip_errors: bool = False
+    ) -> None:
         opts = dataset.store.remote
         self._chunks: Iterator[list[int]] | None = _chunks(dataset, np.asarray(ids, np.int64))
         self._dataset = dataset

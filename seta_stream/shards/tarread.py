@@ -15,17 +15,18 @@ A sample that fails a check (or whose run was read short) is read again alone by
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from seta_stream.chunks import Raw, chunk_ends, guard
 from seta_stream.errors import SeTaStreamError
 
 if TYPE_CHECKING:
     from seta_stream.shards.index import SampleIndex
-    from seta_stream.shards.reader import Dataset
+    from seta_stream.shards.shardindex import LazyIndex
 
 CHUNK_SAMPLES = 256
 CHUNK_BYTES = 8 << 20  # a chunk holds at most this many bytes (one sample may be larger)
@@ -33,24 +34,29 @@ _HEADER_AT = np.r_[257:262, 124:136]  # the ustar magic and the size field of a 
 _USTAR = np.frombuffer(b"ustar", np.uint8)
 _SHIFTS = 3 * np.arange(10, -1, -1)  # an 11-digit octal number, most significant first
 
-Raw = dict[str, Any]
+
+class _Counts(Protocol):
+    samples_read: int
 
 
-def chunk_ends(lengths: np.ndarray, *, max_samples: int, max_bytes: int) -> list[int]:
-    """End positions of consecutive chunks of <= max_samples samples and <= max_bytes bytes."""
-    cum = np.cumsum(lengths, dtype=np.int64)
-    ends, a, n = [], 0, len(lengths)
-    while a < n:
-        before = int(cum[a - 1]) if a else 0
-        by_bytes = int(np.searchsorted(cum, before + max_bytes, side="right"))
-        b = max(a + 1, min(a + max_samples, by_bytes))
-        ends.append(b)
-        a = b
-    return ends
+class TarDataset(Protocol):
+    """What the loop uses of a local tar dataset (`seta_stream.shards.reader.Dataset`)."""
+
+    @property
+    def index(self) -> LazyIndex: ...
+
+    @property
+    def stats(self) -> _Counts: ...
+
+    def read_raw(self, i: int) -> Raw: ...
+
+    def unzst_fields(self, out: Raw) -> Raw: ...
+
+    def pread_into(self, shard: int, start: int, view: memoryview) -> int: ...
 
 
 def iter_local_tar(
-    ds: Dataset, ids: np.ndarray, *, skip_errors: bool = False
+    ds: TarDataset, ids: np.ndarray, *, skip_errors: bool = False
 ) -> Iterator[list[Raw | SeTaStreamError]]:
     """`ds.read_raw(i)` for every `i` in `ids`, in order: a list per chunk read."""
     n = ds.index.num_samples
@@ -71,7 +77,7 @@ def iter_local_tar(
 
 
 def read_chunk(
-    ds: Dataset,
+    ds: TarDataset,
     part: np.ndarray,
     *,
     skip_errors: bool,
@@ -141,18 +147,8 @@ def _dicts(
     return out
 
 
-def guard(read: Callable[[], Raw], skip_errors: bool) -> Raw | SeTaStreamError:
-    """`read()`, or with `skip_errors` the project error it raised."""
-    try:
-        return read()
-    except SeTaStreamError as e:
-        if not skip_errors:
-            raise
-        return e
-
-
 def _read_runs(
-    ds: Dataset, idx: SampleIndex, buf: list[bytearray]
+    ds: TarDataset, idx: SampleIndex, buf: list[bytearray]
 ) -> tuple[memoryview, np.ndarray, np.ndarray, np.ndarray]:
     """Read the byte ranges of `idx`'s samples into `buf[0]`, one pread per run of back-to-back
     samples of one shard.
