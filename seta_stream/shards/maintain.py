@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,6 @@ from typing import Any
 from tqdm import tqdm
 
 from seta_stream.errors import ManifestError, SeTaStreamError
-from seta_stream.remote import RangeFile
 from seta_stream.shards.convert import check_fields_consistent
 from seta_stream.shards.index import SampleIndex
 from seta_stream.shards.indexwriter import IndexFiles, ShardRows
@@ -31,23 +29,11 @@ from seta_stream.shards.manifest import (
     write_manifest,
 )
 from seta_stream.shards.shardindex import SHARD_INDEX_DIR, shard_index_name
-from seta_stream.shards.tarindex import TarScan, scan_tar
+from seta_stream.shards.tarindex import scan_shard, scan_tar
 from seta_stream.shards.upgrade_v1 import file_sha256, split_v1_index
 from seta_stream.storage import Store
 
 _PART = re.compile(r"^dataset\.part-(\d{5})-of-(\d{5})\.json$")
-
-
-def scan_shard(store: Store, name: str, *, checksum: bool = False) -> TarScan:
-    """Index one tar shard of `store` by its headers (remote: one ranged request each)."""
-    if store.is_local:
-        with open(store.path(name), "rb") as f:
-            return scan_tar(f, name=store.path(name), size=os.fstat(f.fileno()).st_size,
-                            checksum=checksum)  # fmt: skip
-    url = store.url_of(store.path(name))
-    size = store.size(name)
-    with RangeFile(store.fs, store.path(name), size, store.remote, label=url) as f:
-        return scan_tar(f, name=url, size=size, checksum=checksum)
 
 
 def index_tars(

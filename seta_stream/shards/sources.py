@@ -10,7 +10,6 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,44 +17,10 @@ import numpy as np
 
 from seta_stream.errors import SourceError
 from seta_stream.remote import Request, Span, coalesce
+from seta_stream.shards.sourcebase import LABEL_NAMES, Sample, Source, read_file
+from seta_stream.shards.tarindex import scan_shard
 from seta_stream.shards.wdsname import is_skipped, split_name
 from seta_stream.storage import Store
-
-LABEL_NAMES = ("label", "labels", "y", "target", "targets")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Sample:
-    key: str
-    fields: list[tuple[str, bytes]]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-class Source:
-    """Base: subclasses set `description`, `metadata_columns`, `extra` and implement load()."""
-
-    description = "source"
-    fields: tuple[str, ...] = ()  # every field name a sample may have (Arrow needs the schema)
-    metadata_columns: tuple[str, ...] = ()
-    extra: dict[str, Any] = {}  # noqa: RUF012 - read-only default, replaced by subclasses
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def load(self, i: int) -> Sample:
-        raise NotImplementedError
-
-    def load_many(self, ids: Sequence[int]) -> list[Sample]:
-        """Samples `ids` in order (a source that can fetch them together overrides this)."""
-        return [self.load(i) for i in ids]
-
-
-def _read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise SourceError(f"{path}: cannot read source file ({e.strerror})") from e
 
 
 class FilesSource(Source):
@@ -87,7 +52,7 @@ class FilesSource(Source):
     def load(self, i: int) -> Sample:
         key, files = self.samples[i]
         return Sample(
-            key=key, fields=[(ext, _read_file(os.path.join(self.root, r))) for ext, r in files]
+            key=key, fields=[(ext, read_file(os.path.join(self.root, r))) for ext, r in files]
         )
 
 
@@ -118,7 +83,7 @@ class ImageFolderSource(Source):
         cls_dir, fname = rel.split(os.sep, 1)
         stem, _, ext = fname.rpartition(".")
         key = f"{cls_dir}/{(stem or ext).replace('.', '_')}"
-        data = _read_file(os.path.join(self.root, rel))
+        data = read_file(os.path.join(self.root, rel))
         return Sample(
             key=key,
             fields=[((ext or "bin").lower(), data), ("cls", str(label).encode())],
@@ -215,8 +180,6 @@ class TarSource(Source):
     def __init__(
         self, paths: Sequence[str], *, storage_options: Mapping[str, Any] | None = None
     ) -> None:
-        from seta_stream.shards.maintain import scan_shard
-
         self.paths = list(paths)
         if not self.paths:
             raise SourceError("no .tar files given")

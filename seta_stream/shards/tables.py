@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from seta_stream.errors import SourceError
-from seta_stream.shards.sources import LABEL_NAMES, Sample, Source, _read_file
+from seta_stream.shards.sourcebase import LABEL_NAMES, Sample, Source, read_file
 from seta_stream.shards.writer import check_key
 
 _READERS: dict[str, Any] = {
@@ -87,7 +87,7 @@ class TableSource(Source):
             if col in self.path_columns:
                 file = os.path.join(self.base, str(value))
                 ext = os.path.splitext(file)[1].lstrip(".").lower() or "bin"
-                fields.append((f"{col}.{ext}", _read_file(file)))
+                fields.append((f"{col}.{ext}", read_file(file)))
             else:
                 fields.append((f"{col}.{kind}", _encode(value, kind)))
         meta: dict[str, Any] = {c: row[c] for c in self.metadata_columns if c in row}

@@ -28,6 +28,9 @@ Absolute names are kept as plain key strings; nothing here touches the file syst
 
 Names are decoded as UTF-8 with `surrogateescape`, as WebDataset's `tarfile` does on a UTF-8
 system, so a non-UTF-8 name gives the same key string as WebDataset (with lone surrogates).
+
+`scan_shard` scans one shard of a `Store`: from an object store each header is one exact
+ranged request (`remote.RangeFile`).
 """
 
 from __future__ import annotations
@@ -36,12 +39,16 @@ import hashlib
 import os
 import tarfile
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from seta_stream.errors import ShardFormatError
+from seta_stream.remote import RangeFile
 from seta_stream.shards.wdsname import is_skipped, split_name
 
-__all__ = ["TarMember", "TarSample", "TarScan", "scan_tar"]
+if TYPE_CHECKING:
+    from seta_stream.storage import Store
+
+__all__ = ["TarMember", "TarSample", "TarScan", "scan_shard", "scan_tar"]
 
 BLOCK = tarfile.BLOCKSIZE
 _TAIL_CHUNK = 1 << 16
@@ -355,3 +362,15 @@ def _sha256(fileobj: SeekableFile, name: str, size: int) -> str:
     if total != size:
         raise ShardFormatError(f"{name}: read {total} bytes for the checksum, expected {size}")
     return digest.hexdigest()
+
+
+def scan_shard(store: Store, name: str, *, checksum: bool = False) -> TarScan:
+    """Index one tar shard of `store` by its headers (remote: one ranged request each)."""
+    if store.is_local:
+        with open(store.path(name), "rb") as f:
+            return scan_tar(f, name=store.path(name), size=os.fstat(f.fileno()).st_size,
+                            checksum=checksum)  # fmt: skip
+    url = store.url_of(store.path(name))
+    size = store.size(name)
+    with RangeFile(store.fs, store.path(name), size, store.remote, label=url) as f:
+        return scan_tar(f, name=url, size=size, checksum=checksum)
