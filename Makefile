@@ -43,7 +43,7 @@ bench-scaling: $(STAMP)
 
 # The documented long fuzz run: 100k inputs over every target.
 fuzz: $(STAMP)
-	$(BIN)/python tools/fuzz.py --inputs 100000 --seed 7 --json benchmarks/out/fuzz.json
+	$(BIN)/python fuzz/fuzz.py --inputs 100000 --seed 7 --json benchmarks/out/fuzz.json
 
 clean:
 	rm -rf $(VENV) .venv-bench build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The fuzz targets of tools/fuzz.py, built once per session in a temporary folder."""
+"""The fuzz targets of fuzz/fuzz.py, built once per session in a temporary folder."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
+FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 
 
 @pytest.fixture(scope="session")
 def fuzzlib() -> Iterator[dict[str, ModuleType]]:
-    """tools/fuzz_mutate.py, fuzz_targets.py and fuzz_readers.py (they import each other)."""
-    sys.path.insert(0, str(TOOLS))
+    """fuzz/fuzz_mutate.py, fuzz_targets.py and fuzz_readers.py (they import each other)."""
+    sys.path.insert(0, str(FUZZ))
     try:
         import fuzz_mutate
         import fuzz_readers
@@ -24,12 +24,12 @@ def fuzzlib() -> Iterator[dict[str, ModuleType]]:
 
         yield {"mutate": fuzz_mutate, "targets": fuzz_targets, "readers": fuzz_readers}
     finally:
-        sys.path.remove(str(TOOLS))
+        sys.path.remove(str(FUZZ))
 
 
 @pytest.fixture(scope="session")
 def targets(fuzzlib: dict[str, ModuleType], tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """name -> target object, as tools/fuzz.py makes them."""
+    """name -> target object, as fuzz/fuzz.py makes them."""
     work = tmp_path_factory.mktemp("fuzz")
     t, r = fuzzlib["targets"], fuzzlib["readers"]
     kinds = {"tar": t.TarTarget, "manifest": t.ManifestTarget, "index": r.IndexTarget,

@@ -1,6 +1,6 @@
 """Short hypothesis runs of every fuzz target: only project errors escape, and nothing hangs.
 
-The long seeded run is `python tools/fuzz.py --inputs 100000` (figures in the closing note of
+The long seeded run is `python fuzz/fuzz.py --inputs 100000` (figures in the closing note of
 issue 7); these keep the property in the default test suite (derandomized: reproducible).
 """
 
@@ -160,7 +160,7 @@ def test_read_mutated_shards(targets: dict[str, Any], n: int) -> None:
 
 
 def test_fuzz_cli_smoke(script: Callable[[str], ModuleType], tmp_path: Any) -> None:
-    fuzz = script("tools/fuzz.py")
+    fuzz = script("fuzz/fuzz.py")
     out = tmp_path / "f.json"
     rc = fuzz.main(["--inputs", "50", "--seed", "3", "--no-progress", "--json", str(out)])
     report = json.loads(out.read_text())
@@ -174,7 +174,7 @@ def test_fuzz_cli_smoke(script: Callable[[str], ModuleType], tmp_path: Any) -> N
 
 
 def test_fuzz_cli_usage(script: Callable[[str], ModuleType]) -> None:
-    fuzz = script("tools/fuzz.py")
+    fuzz = script("fuzz/fuzz.py")
     with pytest.raises(SystemExit) as e:
         fuzz.main(["--inputs", "0"])
     assert e.value.code == 2

@@ -186,7 +186,7 @@ def test_npy_round_trip_still_exact() -> None:
 
 
 def test_image_with_absurd_dimensions_refused_before_decoding() -> None:
-    """Found by tools/fuzz.py (seed 7, decode:5375): a BMP whose header claims 7 x 16777221
+    """Found by fuzz/fuzz.py (seed 7, decode:5375): a BMP whose header claims 7 x 16777221
     pixels made Pillow warn, then allocate ~350 MB before finding the file truncated."""
     import warnings
 

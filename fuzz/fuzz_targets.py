@@ -1,4 +1,4 @@
-"""What `tools/fuzz.py` fuzzes: one class per target, each `one(rng)` runs one mutated input.
+"""What `fuzz/fuzz.py` fuzzes: one class per target, each `one(rng)` runs one mutated input.
 
 `one` returns when the code under test succeeded with correct data or raised a project error
 (which propagates); it raises `Wrong` when a success returned wrong data. Anything else that

@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Seeded mutation fuzzer of the shard readers: nothing but project errors, no hang.
 
-    python tools/fuzz.py --inputs 100000 [--target tar|manifest|index|decode|read|all]
+    python fuzz/fuzz.py --inputs 100000 [--target tar|manifest|index|decode|read|all]
         [--seed N] [--json OUT] [--time-limit S] [--replay TARGET:I]
-    python tools/fuzz.py --atheris --target tar|manifest|index|decode -- [libFuzzer flags]
+    python fuzz/fuzz.py --atheris --target tar|manifest|index|decode -- [libFuzzer flags]
 
-Targets (tools/fuzz_targets.py, tools/fuzz_readers.py): the tar indexer (`scan_tar`, now and
+Targets (fuzz/fuzz_targets.py, fuzz/fuzz_readers.py): the tar indexer (`scan_tar`, now and
 then `index_tars` + reads), the manifest parser, the index reader (`read_index_table` +
-`SampleIndex.from_table`, then reads with the index it accepted), the decoders (`unzst` +
-`decode_fields`) and end-to-end reads of shards mutated after indexing.
+`SampleIndex.from_shard_table` + `check_index`, then reads with the index it accepted), the
+decoders (`unzst` + `decode_fields`) and end-to-end reads of shards mutated after indexing.
 
 Input `i` of a target is generated from `random.Random(f"{seed}:{target}:{i}")`, so any input
 can be replayed alone (`--replay tar:1234`). An outcome is `ok` (success, data checked),

@@ -1,4 +1,4 @@
-"""Byte mutators and seed inputs for `tools/fuzz.py` (seeded: a `random.Random` in, bytes out).
+"""Byte mutators and seed inputs for `fuzz/fuzz.py` (seeded: a `random.Random` in, bytes out).
 
 Mutations: bit flips, interesting bytes, insertion, deletion, truncation, block duplication,
 octal digit runs, and tar header field corruption (name with '..', NUL or an absolute path,
