@@ -172,3 +172,65 @@ def test_arrow_shards_over_http_read_one_range_per_field(
     assert got == want
     field_bytes = sum(int(local.index.members_of(i)[2].sum()) for i in ids)
     assert field_bytes <= http.stats.ranged_bytes <= 1.10 * field_bytes
+
+
+def _tampered_copy(src: Path, dst: Path, shard: int, *, fix_checksum: bool) -> None:
+    """A copy of `src` whose shard `shard` index lists two samples swapped."""
+    import hashlib
+    import json
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from seta_stream.shards.shardindex import shard_index_name
+
+    shutil.copytree(src, dst)
+    man = json.loads((dst / "dataset.json").read_text())
+    path = dst / shard_index_name(man["shards"][shard]["name"])
+    t = pq.read_table(path)
+    order = np.arange(t.num_rows)
+    order[[1, 2]] = [2, 1]
+    pq.write_table(t.take(pa.array(order)), path)
+    if fix_checksum:
+        man["shards"][shard]["index_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        (dst / "dataset.json").write_text(json.dumps(man))
+
+
+@pytest.mark.parametrize("fix_checksum", [False, True])
+def test_stale_shard_index_on_s3_is_refused_at_first_load(
+    s3: Any, local_ds: Path, tmp_path: Path, fix_checksum: bool
+) -> None:
+    import s3fs
+
+    bad = tmp_path / "bad"
+    _tampered_copy(local_ds, bad, 1, fix_checksum=fix_checksum)
+    fs = s3fs.S3FileSystem(**s3.storage_options)
+    prefix = f"shared/stale-{int(fix_checksum)}"
+    fs.put(str(bad), prefix, recursive=True)
+    ds = Dataset.open(f"s3://{prefix}", storage_options=s3.storage_options)
+    assert ds.index.loads == 0  # opening read the manifest only
+    assert len(list(read_samples(ds, [0, 1]))) == 2  # shard 0 is fine
+    per = ds.manifest.shards[0].samples
+    want = r"sample \d+ .* in shard 1 .* offset \d+" if fix_checksum else r"sha256 .* dataset\.json"
+    with pytest.raises(SeTaStreamError, match=want):
+        list(read_samples(ds, [per + 5]))  # refused before any byte of shard 1 is read
+    assert ds.stats.samples_read == 2
+
+
+def test_stale_arrow_shard_index_over_http_is_refused(
+    http: Any, source: Path, local_ds: Path
+) -> None:
+    from seta_stream.shards import ConvertOptions, convert, open_source
+
+    good = local_ds.parent / "ads-good"
+    if not good.exists():
+        convert(open_source(str(source)), good, ConvertOptions(format="arrow", progress=False,
+                                                               samples_per_shard=100))  # fmt: skip
+    bad = local_ds.parent / "ads-stale"
+    if not bad.exists():
+        _tampered_copy(good, bad, 0, fix_checksum=True)
+    ds = Dataset.open(f"{http.url}/ads-stale")
+    with pytest.raises(SeTaStreamError, match=r"sample 2 .* in shard 0 .* offset \d+"):
+        list(read_samples(ds, [150, 0]))
+    assert ds.stats.samples_read == 0  # their chunk needs shard 0's index: nothing was read
