@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from seta_stream.errors import SourceError
 from seta_stream.shards import (
     ConvertOptions,
-    Dataset,
     convert,
     open_source,
     read_samples,
@@ -106,7 +105,7 @@ def test_shuffle_is_a_permutation(tmp_path: Path, npz_source) -> None:
     convert(
         open_source(str(path)), tmp_path / "s", ConvertOptions(shuffle=True, seed=1, progress=False)
     )
-    keys = Dataset.open(tmp_path / "s").keys().to_pylist()
+    keys = scan_index(tmp_path / "s").select("key").collect()["key"].to_list()
     assert keys != sorted(keys) and sorted(keys) == [f"{i:09d}" for i in range(300)]
 
 
