@@ -6,14 +6,15 @@
         [--smoke]
 
 **Data.** A synthetic tar dataset of N samples in today's layout (version 2): one real
-WebDataset tar shard of `--per-shard` samples (two members a sample: `KEY.bin.npy`, `KEY.cls.npy`,
-written by `seta_stream.shards.convert`) and its per-shard index file, each hard-linked
-N / per-shard times under new names, and a manifest listing them all. Every shard is a real
-tar that `tar` and `webdataset` read; keys repeat across shards (allowed: a sample's identity
-is its id). Disk: one shard (~20 MB at 10k samples) + one index file + the manifest (~150 B a
-shard), whatever N; the loss table is what grows (<= 40 B a sample). With `--upgrade` the
-same N is also written in the version-1 layout (one `index.parquet`, streamed a shard's rows
-at a time) and `tools/shard.py upgrade` is timed on it.
+WebDataset tar shard of `--per-shard` samples (two members a sample: `KEY.bin.npy`,
+`KEY.cls.npy`, written by `seta_stream.shards.convert`) and its per-shard index file, each
+hard-linked N / per-shard times under new names, and a manifest listing them all. Every shard
+is a real tar that `tar` and `webdataset` read; keys repeat across shards (allowed: a
+sample's identity is its id). Disk: one shard (~20 MB at 10k samples) and one index file per
+60,000 shards (ext4 allows 65,000 links to a file) + the manifest (~150 B a shard); the loss
+table is what grows (<= 40 B a sample). With `--upgrade` the same N is also written in the
+version-1 layout (one `index.parquet`, streamed a shard's rows at a time) and
+`tools/shard.py upgrade` is timed on it.
 
 **Steps**, each N in one fresh child process (`torch.set_num_threads(1)`); RSS over the
 import baseline (the child's RSS after `import seta_stream, torch`), peaks from a thread
@@ -55,6 +56,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 DEFAULT_OUT = HERE / "out" / "scale.json"
 MB = 2**20
 BATCH, UPDATE_BATCH = 256, 4096
+LINKS_PER_FILE = 60_000
 
 
 # ---------------------------------------------------------------- data
@@ -88,9 +90,13 @@ def make_dataset(root: Path, n: int, per_shard: int, *, v1: bool = False) -> dic
     (root / "index").mkdir(exist_ok=True)
     for s in range(n // per_shard):
         name = f"shard-{s:07d}.tar"
+        copy = seed / f"copy{s // LINKS_PER_FILE}"  # ext4 allows 65,000 links to one file
         for src, dst in ((info.name, name), (shard_index_name(info.name), shard_index_name(name))):
+            if not (copy / src).exists():
+                (copy / src).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(seed / src, copy / src)
             if not (root / dst).exists():
-                os.link(seed / src, root / dst)
+                os.link(copy / src, root / dst)
         entry = {"name": name, "bytes": info.bytes, "samples": info.samples}
         shards.append({**entry, "index_sha256": info.index_sha256})
     body = {**one.to_dict(), "shards": shards, "num_samples": n}
