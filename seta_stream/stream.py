@@ -57,6 +57,7 @@ from seta_stream.policies import Full, Policy
 from seta_stream.reading import Decode, OnError, make_item, read_part
 from seta_stream.remote import RemoteOptions
 from seta_stream.shards.reader import Dataset
+from seta_stream.shards.shardindex import DEFAULT_CACHE_SAMPLES
 from seta_stream.workdir import ITERS, Plan, WorkDir
 
 
@@ -70,6 +71,10 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
     does not match the index, corrupt member) is logged on the `seta_stream` logger, counted
     in `stats()["samples_skipped"]` and left out; the rest of the epoch is unaffected.
     The default, `"raise"`, stops at the first such sample with an error naming it.
+
+    Opening reads the manifest only; each process (every DataLoader worker too) reads a
+    shard's index file when it first reads from that shard and keeps at most
+    `index_cache_samples` samples' worth of shard indexes (about 40 B a sample + 20 B a member).
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         storage_options: Mapping[str, Any] | None = None,
         remote: RemoteOptions | None = None,
         workdir: str | None = None,
+        index_cache_samples: int = DEFAULT_CACHE_SAMPLES,
         on_error: OnError = "raise",
     ):
         super().__init__()
@@ -99,7 +105,8 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self.policy, self.seed, self.shuffle = policy, seed, shuffle
         self.decode, self.transform, self.allow_pickle = decode, transform, allow_pickle
         self.open_shards, self.shuffle_window = open_shards, shuffle_window
-        self.dataset = Dataset.open(source, storage_options=storage_options, remote=remote)
+        self.dataset = Dataset.open(source, storage_options=storage_options, remote=remote,
+                                    index_cache_samples=index_cache_samples)  # fmt: skip
         self.rank, self.world_size = ddp.rank_and_size()
         self.losses_path = None if losses is None else os.fspath(losses)
         self.table: LossTable | None = None
