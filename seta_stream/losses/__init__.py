@@ -68,6 +68,9 @@ always share one schema.
 
 ## Size, at 100M-1B samples
 
+A new table writes nothing per sample: its live columns are sparse files whose zero bytes
+mean "never seen" (each value is stored XOR its initial value, see `columns.py`), so creating
+one takes milliseconds at any N, and blocks are allocated as samples are first written.
 On disk, per sample: 18 bytes of live columns, about 4 for the snapshot and 4 per epoch of
 full history (about 4 per *selected* sample in compact form); so about 30 bytes after two
 epochs, under 40 with any history form. In memory, `scores()` makes one float32 array (4

@@ -1,6 +1,6 @@
 """The live columns of a loss table: one fixed-width file per column, memory-mapped.
 
-| column     | file                 | dtype   | value before first use |
+| column     | file (plain tables)  | dtype   | value before first use |
 |------------|----------------------|---------|------------------------|
 | `loss`     | `live/loss.f32`      | float32 | NaN (never seen)       |
 | `visits`   | `live/visits.u32`    | uint32  | 0                      |
@@ -12,7 +12,16 @@
 Native byte order, no header: a table of N samples is 18·N bytes, and updating a sample touches
 only its own bytes (O(1)). Writes land in the page cache at once, so a killed process loses
 nothing it wrote; `flush()` (msync) makes them survive an OS crash too. Each file is created
-under a temp name, filled and renamed, so a half-created column never exists.
+under a temp name, sized and renamed, so a half-created column never exists.
+
+**Encoding** (`live_encoding` in `table.json`). New tables store each value XOR its column's
+initial value, bit for bit (`XOR_FILL`: the float32 columns through their uint32 bits, the
+others in their own width), so all-zero bytes are the initial state: a column is created by
+`ftruncate` alone, sparse, with nothing written, whatever N is. The XOR is lossless (NaN
+payloads, -0.0, any weight) and undone by every read (`read`, `decode`). Such files are named
+`<column>.<dtype>.xor`, so a seta_stream that predates the encoding finds no live column and
+refuses the table instead of misreading it. Tables made before it (no `live_encoding`) keep
+`PLAIN`: values as they are, files filled with the initial values when created.
 
 **Memory.** Updates scatter over the maps, and every page they touch counts in this process's
 resident set (12 bytes a sample: loss, visits, epoch). So the bulk work never goes through the
@@ -35,6 +44,9 @@ import numpy as np
 from seta_stream.errors import LossTableError
 from seta_stream.losses.layout import LIVE_DIR, atomic_path
 
+PLAIN = "plain"
+XOR_FILL = "xor-fill"
+ENCODINGS = (PLAIN, XOR_FILL)
 _FILL_CHUNK = 1 << 22
 _IO_MAX = 1 << 30  # bytes per pread/pwrite call (Linux moves at most ~2 GiB per call)
 
@@ -46,8 +58,17 @@ class ColumnSpec:
     fill: float | int | bool
 
     @property
-    def file_name(self) -> str:
-        return f"{self.name}.{self.dtype.kind}{self.dtype.itemsize * 8}"
+    def bits(self) -> np.dtype[Any]:
+        """The unsigned integer dtype of the column's width: what the XOR works on."""
+        return np.dtype(f"u{self.dtype.itemsize}")
+
+    def key(self, encoding: str) -> int:
+        """What a stored value is XOR-ed with: the bits of the fill (XOR_FILL), or 0 (PLAIN)."""
+        return int(np.array(self.fill, self.dtype).view(self.bits)) if encoding == XOR_FILL else 0
+
+    def file_name(self, encoding: str) -> str:
+        suffix = ".xor" if encoding == XOR_FILL else ""
+        return f"{self.name}.{self.dtype.kind}{self.dtype.itemsize * 8}{suffix}"
 
 
 COLUMN_SPECS: tuple[ColumnSpec, ...] = (
@@ -79,12 +100,13 @@ def _pwrite(fd: int, data: np.ndarray[Any, Any], offset: int) -> None:
         done += os.pwritev(fd, [view[done : done + _IO_MAX]], offset + done)
 
 
-def _create_column(path: Path, spec: ColumnSpec, num_samples: int) -> None:
+def _create_column(path: Path, spec: ColumnSpec, num_samples: int, encoding: str) -> None:
+    """A column of `num_samples` initial values: sparse zeros, filled only for PLAIN."""
     with atomic_path(path) as tmp:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.ftruncate(fd, num_samples * spec.dtype.itemsize)  # sparse zeros
-            if spec.fill != 0:
+            if encoding == PLAIN and spec.fill != 0:
                 block = np.full(min(num_samples, _FILL_CHUNK), spec.fill, spec.dtype)
                 for start in range(0, num_samples, _FILL_CHUNK):
                     part = block[: min(_FILL_CHUNK, num_samples - start)]
@@ -110,40 +132,61 @@ def _open_column(path: Path, spec: ColumnSpec, num_samples: int) -> tuple[int, m
 
 
 class LiveColumns:
-    """The six live columns of one table, as plain ndarray views over their memory maps.
+    """The six live columns of one table: `stored[name]` is an unsigned view of the column's
+    memory map holding the stored bits; `encode`/`decode` turn values into bits and back.
 
     Only the writer thread of a `LossTable` touches these arrays while the table is open.
     """
 
-    loss: np.ndarray[Any, np.dtype[np.float32]]
-    visits: np.ndarray[Any, np.dtype[np.uint32]]
-    epoch: np.ndarray[Any, np.dtype[np.int32]]
-    group: np.ndarray[Any, np.dtype[np.int8]]
-    selected: np.ndarray[Any, np.dtype[np.bool_]]
-    weight: np.ndarray[Any, np.dtype[np.float32]]
-
-    def __init__(self, root: Path, num_samples: int, *, create: bool) -> None:
+    def __init__(
+        self, root: Path, num_samples: int, *, create: bool, encoding: str = XOR_FILL
+    ) -> None:
         live = root / LIVE_DIR
         if num_samples < 1:
             raise LossTableError(f"num_samples={num_samples}: a loss table needs at least 1 sample")
+        if encoding not in ENCODINGS:
+            raise LossTableError(
+                f"{root}: live column encoding {encoding!r} is not supported; this seta_stream "
+                f"reads {list(ENCODINGS)}. Upgrade seta_stream."
+            )
         if create:
             live.mkdir(parents=True, exist_ok=True)
             for spec in COLUMN_SPECS:
-                _create_column(live / spec.file_name, spec, num_samples)
+                _create_column(live / spec.file_name(encoding), spec, num_samples, encoding)
         self.num_samples = num_samples
+        self.encoding = encoding
+        self.keys = {spec.name: spec.key(encoding) for spec in COLUMN_SPECS}
+        self.stored: dict[str, np.ndarray[Any, Any]] = {}
         self._fds: dict[str, int] = {}
         self._maps: dict[str, mmap.mmap] = {}
         try:
             for spec in COLUMN_SPECS:
-                fd, mm = _open_column(live / spec.file_name, spec, num_samples)
+                fd, mm = _open_column(live / spec.file_name(encoding), spec, num_samples)
                 self._fds[spec.name], self._maps[spec.name] = fd, mm
-                setattr(self, spec.name, np.frombuffer(mm, dtype=spec.dtype))
+                self.stored[spec.name] = np.frombuffer(mm, dtype=spec.bits)
         except BaseException:
             self.close()
             raise
 
-    def as_dict(self) -> dict[str, np.ndarray[Any, Any]]:
-        return {spec.name: getattr(self, spec.name) for spec in COLUMN_SPECS}
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in COLUMN_SPECS)
+
+    def encode(self, name: str, values: Any) -> np.ndarray[Any, Any]:
+        """The stored bits of `values` (a new array; a scalar gives a 0-d one)."""
+        spec = SPECS[name]
+        bits = np.array(values, spec.dtype).view(spec.bits)
+        bits ^= self.keys[name]
+        return bits
+
+    def decode(self, name: str, bits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """The values of stored `bits` (of `name`'s dtype or width), decoded in place."""
+        spec = SPECS[name]
+        raw = bits.view(spec.bits)
+        key = self.keys[name]
+        if key:
+            raw ^= key
+        return raw.view(spec.dtype)
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray[Any, Any]:
         """A private copy of `name[start:stop]`, read past the map (no resident pages here)."""
@@ -151,12 +194,12 @@ class LiveColumns:
         spec = SPECS[name]
         out = np.empty(stop - start, spec.dtype)
         _pread(self._fds[name], out, start * spec.dtype.itemsize)
-        return out
+        return self.decode(name, out)
 
     def write(self, name: str, start: int, values: np.ndarray[Any, Any]) -> None:
         """Store `values` at `name[start:]`, past the map (seen through it at once)."""
         spec = SPECS[name]
-        _pwrite(self._fds[name], values.astype(spec.dtype, copy=False), start * spec.dtype.itemsize)
+        _pwrite(self._fds[name], self.encode(name, values), start * spec.dtype.itemsize)
 
     def store_selection(
         self,
@@ -199,8 +242,7 @@ class LiveColumns:
 
     def close(self) -> None:
         """Drop the maps and close the files; the OS unmaps once the last view is gone."""
-        for spec in COLUMN_SPECS:
-            setattr(self, spec.name, None)
+        self.stored.clear()
         self._maps.clear()
         for fd in self._fds.values():
             os.close(fd)

@@ -119,7 +119,9 @@ def all_finite(losses: LossArray) -> bool:
     A sum of squares is NaN or inf whenever any term is (squares never cancel), and one BLAS
     dot is the cheapest reduction numpy has; only if it overflows is every value checked.
     """
-    return bool(np.isfinite(losses.dot(losses))) or bool(np.isfinite(losses).all())
+    with np.errstate(over="ignore"):  # an overflow (losses over ~1e19) is answered below
+        square_sum = losses.dot(losses)
+    return bool(np.isfinite(square_sum)) or bool(np.isfinite(losses).all())
 
 
 def first_nonfinite(ids: IdArray, losses: LossArray) -> str:

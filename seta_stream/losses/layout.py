@@ -2,10 +2,12 @@
 
 ```
 <table>/
-  table.json        kind, version, num_samples, dataset fingerprint, current epoch, per-epoch info
+  table.json        kind, version, num_samples, dataset fingerprint, current epoch, per-epoch info,
+                    live_encoding ("xor-fill"; absent in tables made before it: plain)
   lock              fcntl.flock target: one writing process at a time
   keys.parquet      sample_id, key: only in tables made before keys were dropped (never written now)
-  live/loss.f32, …   the fixed-width live columns, memory-mapped (see columns.py)
+  live/loss.f32.xor, …  the fixed-width live columns, memory-mapped (see columns.py; `loss.f32`, …
+                    in plain tables)
   losses.parquet    the latest snapshot
   history/epoch=000012.parquet, summary/epoch=000012.parquet, histogram/epoch=000012.parquet
 ```
@@ -109,6 +111,13 @@ def parse_meta(data: bytes, path: Path | str) -> dict[str, Any]:
         raise LossTableError(f"{path}: not a seta_stream loss table (kind is not {TABLE_KIND!r})")
     check_version(meta.get("version"), path)
     return meta
+
+
+def new_meta(num_samples: int, **extra: Any) -> dict[str, Any]:
+    """`table.json` of a new table (epoch 0, no dataset yet), with `extra` keys
+    (`live_encoding`: how the live columns store values, see columns.py; absent: plain)."""
+    meta = {"kind": TABLE_KIND, "version": TABLE_VERSION, "num_samples": num_samples}
+    return {**meta, "fingerprint": None, "epoch": 0, "max_epoch": 0, "epochs": {}, **extra}
 
 
 def write_meta(root: Path, meta: dict[str, Any]) -> None:

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from seta_stream.errors import LossTableError
 from seta_stream.losses import layout
-from seta_stream.losses.columns import LiveColumns
+from seta_stream.losses.columns import XOR_FILL, LiveColumns
 from seta_stream.storage import Store
 
 _FOLDERS = (layout.HISTORY_DIR, layout.SUMMARY_DIR, layout.HISTOGRAM_DIR)
@@ -91,6 +91,7 @@ class TableMirror:
                 self.store.download(name, tmp)
         meta = layout.parse_meta(self.store.read_bytes(layout.META_NAME), self.store.path("x"))
         restore_live(root, int(meta["num_samples"]))
+        meta["live_encoding"] = XOR_FILL  # the local columns are new, whatever the URL's were
         with layout.atomic_path(root / layout.META_NAME) as tmp:  # last: the table is complete
             tmp.write_text(_json(meta))
         return True
@@ -103,9 +104,9 @@ def _json(meta: dict[str, Any]) -> str:
 
 
 def restore_live(root: Path, num_samples: int) -> None:
-    """Create the live columns from `losses.parquet` (all defaults when there is none), a row
-    group at a time."""
-    cols = LiveColumns(root, num_samples, create=True)
+    """Create the live columns (XOR_FILL) from `losses.parquet` (all initial values when there
+    is none), a row group at a time."""
+    cols = LiveColumns(root, num_samples, create=True, encoding=XOR_FILL)
     try:
         snapshot = root / layout.SNAPSHOT_NAME
         if not snapshot.exists():
@@ -126,7 +127,7 @@ def restore_live(root: Path, num_samples: int) -> None:
                 if ids.size and ids[-1] - ids[0] == ids.size - 1:  # consecutive, as written
                     cols.write(live, int(ids[0]), values)
                 else:
-                    getattr(cols, live)[ids] = values
+                    cols.stored[live][ids] = cols.encode(live, values)
         cols.release()
     finally:
         cols.close()

@@ -14,7 +14,7 @@ import numpy as np
 
 from seta_stream.errors import LossTableError
 from seta_stream.losses import layout
-from seta_stream.losses.columns import LiveColumns
+from seta_stream.losses.columns import PLAIN, XOR_FILL, LiveColumns
 from seta_stream.losses.history import EpochRecord, Hook, WriteContext, write_epoch
 from seta_stream.losses.history import write_snapshot as _write_snapshot
 from seta_stream.losses.inputs import (
@@ -34,6 +34,8 @@ from seta_stream.losses.options import HISTORY_FULL_MAX, TableOptions
 from seta_stream.losses.reader import ReadOnlyLossTable, check_dataset, resolve_num_samples
 from seta_stream.losses.schema import check_files, check_keys_file
 from seta_stream.losses.writer import Batch, LossWriter
+
+NEW_TABLE_ENCODING = XOR_FILL  # of the live columns of tables created now (tests: PLAIN too)
 
 
 class LossTable:
@@ -134,23 +136,19 @@ class LossTable:
             self._meta = layout.read_meta(root)
             resolve_num_samples(root, self._meta["num_samples"], num_samples, dataset)
             check_dataset(root, self._meta, dataset)
-            cols = LiveColumns(root, self._meta["num_samples"], create=False)
+            encoding = self._meta.get("live_encoding", PLAIN)  # absent: made before XOR_FILL
+            cols = LiveColumns(root, self._meta["num_samples"], create=False, encoding=encoding)
             if self._meta.get("has_keys"):  # made before keys were dropped: still writes them
                 check_keys_file(root / layout.KEYS_NAME, self._meta["num_samples"])
             if dataset is not None and self._meta.get("fingerprint") is None:
                 self._adopt(dataset)  # a table made without a dataset meets its dataset
             return cols
         n = resolve_num_samples(root, None, num_samples, dataset)
-        cols = LiveColumns(root, n, create=True)
-        self._meta = {
-            "kind": layout.TABLE_KIND,
-            "version": layout.TABLE_VERSION,
-            "num_samples": n,
-            "fingerprint": None,
-            "epoch": 0,
-            "max_epoch": 0,
-            "epochs": {},
-        }
+        encoding = NEW_TABLE_ENCODING
+        cols = LiveColumns(root, n, create=True, encoding=encoding)
+        self._meta = layout.new_meta(
+            n, **({} if encoding == PLAIN else {"live_encoding": encoding})
+        )
         if dataset is not None:
             self._adopt(dataset)
         layout.write_meta(root, self._meta)  # last: a table without table.json is unfinished
@@ -221,23 +219,24 @@ class LossTable:
         return ids[keep], losses[keep]
 
     def _apply(self, batch: Batch) -> None:
-        """Writer thread: apply one batch; each element independently (loss, visits, epoch)."""
+        """Writer thread: apply one batch, as stored bits; each element independently."""
         cols, hook, ids = self._cols, self._hook, batch.ids
+        loss, stored = cols.encode("loss", batch.losses), cols.stored
         if hook is not None:
             hook("apply:start")
-        cols.loss[ids] = batch.losses
+        stored["loss"][ids] = loss
         if hook is not None:
             hook("apply:mid")
-        visits = cols.visits[ids]
+        visits = stored["visits"][ids]
         visits += 1
-        cols.visits[ids] = visits
-        cols.epoch[ids] = batch.epoch
-        if not np.array_equal(cols.loss[ids], batch.losses):
+        stored["visits"][ids] = visits
+        stored["epoch"][ids] = cols.encode("epoch", batch.epoch)
+        if not np.array_equal(stored["loss"][ids], loss):
             # Duplicate ids with different losses: make the last occurrence win, whatever order
             # numpy's fancy assignment used.
             _, first_in_reversed = np.unique(ids[::-1], return_index=True)
             last = ids.size - 1 - first_in_reversed
-            cols.loss[ids[last]] = batch.losses[last]
+            stored["loss"][ids[last]] = loss[last]
         if hook is not None:
             hook("apply:end")
 
@@ -264,12 +263,11 @@ class LossTable:
     def columns(self, *names: str) -> dict[str, np.ndarray[Any, Any]]:
         """Copies of the live columns `names` (default all: loss, visits, epoch, group,
         selected, weight)."""
-        wanted = names or tuple(self._cols.as_dict())
-        unknown = set(wanted) - set(self._cols.as_dict())
+        have = self._cols.names
+        wanted = names or have
+        unknown = set(wanted) - set(have)
         if unknown:
-            raise LossTableError(
-                f"no live columns {sorted(unknown)}; have {list(self._cols.as_dict())}"
-            )
+            raise LossTableError(f"no live columns {sorted(unknown)}; have {list(have)}")
         return self._writer.call(lambda: {name: self._cols.read(name) for name in wanted})
 
     def set_epoch(self, epoch: int) -> None:

@@ -48,7 +48,7 @@ def test_bulk_work_leaves_no_live_pages_resident(tmp_path: Path, seta_selection)
         assert sum(_resident_kb(root).values()) == 0
         table.update(np.arange(N), np.full(N, 2.0, np.float32))
         table.columns("loss")  # the writer has applied it: the update's pages are mapped
-        assert _resident_kb(root)["loss.f32"] > 0
+        assert _resident_kb(root)["loss.f32.xor"] > 0
         assert (table.scores() == 2.0).all()
         assert sum(_resident_kb(root).values()) == 0
 
