@@ -73,7 +73,8 @@ EPOCH_POINTS = {
 }
 TRAIN_MOMENTS = (*TABLE_POINTS, *EPOCH_POINTS, "ckpt:written", "idle")
 # convert:add: before the NTH sample is added to a shard (a shard half-written);
-# convert:commit: before the NTH rename of a finished file (shards, then index, then manifest);
+# convert:commit: before the NTH rename of a finished file (each shard, then its index file;
+# the manifest last);
 # convert:index: after the first shard index file is written (index/*.parquet), before the rest.
 CONVERT_MOMENTS = ("convert:add", "convert:commit", "convert:index")
 
