@@ -22,7 +22,7 @@ sampling /proc/self/statm every 5 ms; DataLoader workers' USS (private clean + d
 /proc/PID/smaps_rollup) after their 4th batch:
 open `SeTaStream(policy=SeTa, losses=DIR)` (a new loss table); `set_epoch(0)`; first 4
 batches (batch 256) with 0 and 2 workers; N loss updates through `update()` (batches of
-4096, then `flush`);
+4096 ids, shuffled within blocks of 1M ids, then `flush`);
 `set_epoch(1)` with SeTa over a loss for every sample; the same updates again; `set_epoch(2)`
 (ends epoch 1: two epochs of history); `close()`; the loss table's bytes on disk / N; open
 again (the table exists: the usual start of a run).
@@ -239,11 +239,14 @@ def child_run(p: dict[str, Any]) -> dict[str, Any]:
     n = p["n"]
     rng = np.random.default_rng(1)
     chunk = rng.lognormal(0.0, 1.0, 1 << 20).astype(np.float32)
+    block = 1 << 20  # ids come shuffled within blocks of 1M, as a read order brings them:
 
-    def updates() -> None:
-        for a in range(0, n, UPDATE_BATCH):
-            ids = np.arange(a, min(a + UPDATE_BATCH, n), dtype=np.int64)
-            stream.update(ids, chunk[a % (1 << 20) :][: len(ids)] + np.float32(a % 7))
+    def updates() -> None:  # a few open shards, samples shuffled within a window
+        for b0 in range(0, n, block):
+            perm = b0 + rng.permutation(min(block, n - b0))
+            for a in range(0, len(perm), UPDATE_BATCH):
+                ids = perm[a : a + UPDATE_BATCH]
+                stream.update(ids, chunk[a : a + len(ids)] + np.float32(b0 % 7))
         assert stream.table is not None
         stream.table.flush()
 
@@ -395,24 +398,18 @@ def table(results: list[dict[str, Any]]) -> str:
     cells = [f"{r['run']['losses_bytes_per_sample']:.1f} B" for r in results]
     lines.append("| loss table on disk after 2 epochs, per sample | " + " | ".join(cells)
                  + " | ≤ 40 B | ≤ 40 B |")  # fmt: skip
-    if any("upgrade" in r for r in results):
-        cells = [
-            f"{r['upgrade']['upgrade']['s']:.1f} s, peak +"
-            f"{r['upgrade']['upgrade']['peak_over_base'] / MB:,.0f} MB"
-            if "upgrade" in r
-            else "-"
-            for r in results
-        ]
-        lines.append("| `tools/shard.py upgrade` (version 1 → 2) | " + " | ".join(cells) + " | | |")
-    if any("ranks" in r for r in results):
-        cells = [
-            f"{r['ranks']['ranks']} ranks: {r['ranks']['rss_total'] / MB:,.0f} MB RSS in all, "
-            f"first batch {r['ranks']['first_batch_s_max']:.1f} s"
-            if "ranks" in r
-            else "-"
-            for r in results
-        ]
-        lines.append("| torchrun, `Full`, 0 workers each | " + " | ".join(cells) + " | | |")
+    extra = (
+        ("upgrade", "`tools/shard.py upgrade` (version 1 → 2)",
+         lambda u: f"{u['upgrade']['s']:.1f} s, "
+                   f"peak +{u['upgrade']['peak_over_base'] / MB:,.0f} MB"),
+        ("ranks", "torchrun, `Full`, 0 workers each",
+         lambda g: f"{g['ranks']} ranks: {g['rss_total'] / MB:,.0f} MB RSS in all, "
+                   f"first batch {g['first_batch_s_max']:.1f} s"),
+    )  # fmt: skip
+    for key, label, fmt in extra:
+        if any(key in r for r in results):
+            cells = [fmt(r[key]) if key in r else "-" for r in results]
+            lines.append(f"| {label} | " + " | ".join(cells) + " | | |")
     return "\n".join(lines)
 
 
