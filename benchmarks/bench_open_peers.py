@@ -351,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(argv) > 3:
             Path(argv[3]).write_text(json.dumps(result))
         return 0
+    if argv[:1] == ["--report"]:  # the table of a saved run (benchmarks/results/open_peers.json)
+        print(table(json.loads(Path(argv[1]).read_text())["rows"]))
+        return 0
     args = _parser().parse_args(argv)
     args.loaders = [x.strip() for x in args.loaders.split(",")]
     args.repeat = args.repeat or (1 if args.smoke else 3)
