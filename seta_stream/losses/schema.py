@@ -12,9 +12,11 @@ dictionary-encoded, all zstd: about 4 bytes a row for a snapshot or a full histo
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -115,9 +117,9 @@ def file_metadata(path: Path, kind: str | None = None, *, source: Any = None) ->
     return meta
 
 
-def read_checked(path: Path, kind: str, columns: list[str] | None = None) -> pa.Table:
-    """Read a loss-table Parquet file after checking its kind and version (one open file, so
-    a snapshot replaced meanwhile is read whole, old or new, never a mix)."""
+@contextlib.contextmanager
+def _open_checked(path: Path, kind: str) -> Iterator[BinaryIO]:
+    """`path` open for reading, its kind and version checked, positioned at its start."""
     try:
         f = open(path, "rb")  # noqa: SIM115  # closed below
     except FileNotFoundError:
@@ -125,19 +127,20 @@ def read_checked(path: Path, kind: str, columns: list[str] | None = None) -> pa.
     with f:
         file_metadata(path, kind, source=f)
         f.seek(0)
+        yield f
+
+
+def read_checked(path: Path, kind: str, columns: list[str] | None = None) -> pa.Table:
+    """Read a loss-table Parquet file after checking its kind and version (one open file, so
+    a snapshot replaced meanwhile is read whole, old or new, never a mix)."""
+    with _open_checked(path, kind) as f:
         return pq.read_table(f, columns=columns)
 
 
 def read_column_into(path: Path, kind: str, column: str, out: np.ndarray[Any, Any]) -> None:
     """Fill `out` (one value per row, nulls as NaN) with `column` of a loss-table Parquet file,
     a row group at a time: no second N-sized copy."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115  # closed below
-    except FileNotFoundError:
-        raise LossTableError(f"{path}: file not found") from None
-    with f:
-        file_metadata(path, kind, source=f)
-        f.seek(0)
+    with _open_checked(path, kind) as f:
         parquet = pq.ParquetFile(f)
         if parquet.metadata.num_rows != out.size:
             raise LossTableError(
