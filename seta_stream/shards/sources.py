@@ -275,8 +275,11 @@ def open_source(
 ) -> Source:
     """Pick the source type from what `src` is (override folders with `layout`).
 
+    A folder of Parquet files, or one `datasets.Dataset.save_to_disk` wrote, is one table.
+
     An fsspec URL (`s3://…`) must name tar shards: a `.tar`, a glob, or a folder of them.
     """
+    from seta_stream.shards.tableread import table_folder_kind
     from seta_stream.shards.tables import TableSource
 
     if is_url(src):
@@ -295,6 +298,8 @@ def open_source(
         raise SourceError(f"{src}: no such file or folder")
     if p.is_dir():
         tars = sorted(str(x) for x in p.glob("*.tar"))
+        if layout == "auto" and not tars and table_folder_kind(p):  # datasets' exports
+            return TableSource(src, label=label, **table)
         if layout == "tars" or (layout == "auto" and tars and not is_image_folder(src)):
             return TarSource(tars)
         if layout == "imagefolder" or (layout == "auto" and is_image_folder(src)):
