@@ -35,7 +35,7 @@ from seta_stream.shards.manifest import (
     ShardInfo,
     write_manifest,
 )
-from seta_stream.shards.shardindex import SHARD_INDEX_DIR
+from seta_stream.shards.shardindex import SHARD_INDEX_DIR, shard_index_name
 from seta_stream.shards.sources import Sample, Source
 from seta_stream.shards.writer import ArrowWriter, Members, ShardWriter, TarWriter, check_key
 from seta_stream.storage import Store
@@ -136,10 +136,49 @@ def convert(
     *,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Manifest:
-    """Convert `source` into a dataset at `dst` (a folder or fsspec URL); returns the manifest."""
+    """Convert `source` into a dataset at `dst` (a folder or fsspec URL); returns the manifest.
+
+    If it fails, what it wrote is removed again: its shards and index files, and on local disk
+    the folders it made (if empty: another part may be converting into the same one).
+    """
     store = Store(dst, storage_options)
-    prefix, manifest_name, index_name = opts.names()
+    made = _missing_dirs(store)
     store.makedirs()
+    written: list[str] = []
+    try:
+        return _convert(source, store, opts, written)
+    except BaseException as e:
+        _undo(store, written, made, e)
+        raise
+
+
+def _missing_dirs(store: Store) -> list[str]:
+    """The local folders a conversion into `store` makes, outermost first."""
+    if not store.is_local:
+        return []
+    made: list[str] = []
+    d = os.path.abspath(store.root)
+    while not os.path.isdir(d) and d != os.path.dirname(d):
+        made.insert(0, d)
+        d = os.path.dirname(d)
+    index = os.path.join(store.root, SHARD_INDEX_DIR)
+    return [*made, index] if not os.path.isdir(index) else made
+
+
+def _undo(store: Store, written: list[str], made: list[str], error: BaseException) -> None:
+    """Remove the files a failed conversion published and the (empty) folders it made."""
+    try:
+        for name in reversed(written):
+            store.remove(name)
+        for d in reversed(made):
+            if os.path.isdir(d) and not os.listdir(d):
+                os.rmdir(d)
+    except OSError as e:
+        error.add_note(f"and cleaning up after it failed: {e}")
+
+
+def _convert(source: Source, store: Store, opts: ConvertOptions, written: list[str]) -> Manifest:
+    prefix, manifest_name, index_name = opts.names()
     if store.exists(manifest_name):
         if not opts.overwrite:
             raise SourceError(
@@ -170,12 +209,14 @@ def convert(
         f.close()
         name = f"{prefix}{len(shards):06d}.{ext}"
         store.commit(tmp, name)
+        written.append(name)
         arrow_members = writer.row_members if isinstance(writer, ArrowWriter) else None
         rows = ShardRows()
         for r, (key, meta, off, length, members) in enumerate(pending):
             members = arrow_members[r] if arrow_members is not None else members
             rows.add(key=key, offset=off, length=length, members=members, meta=meta)
         info = ShardInfo(name=name, bytes=writer.pos, samples=len(pending), sha256=sha)
+        written.append(shard_index_name(name))
         shards.append(index_files.write(info, rows))
         writer, f, pending = None, None, []
 
