@@ -6,8 +6,6 @@ Binary table columns carry no file name; the extension found here names their fi
 
 from __future__ import annotations
 
-IMAGE = ("jpg", "png", "webp", "gif")  # what `sniff` can name besides the audio/video types
-
 
 def sniff(data: bytes) -> str:
     """`jpg`, `png`, `webp`, `gif`, `wav`, `flac`, `mp3`, `ogg`, `mp4`, or `bin` if none."""
