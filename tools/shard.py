@@ -4,8 +4,8 @@
     python tools/shard.py convert SRC DST [--format tar|arrow] [--samples-per-shard N]
         [--max-shard-bytes B] [--compress zstd[:LEVEL]] [--workers N] [--shuffle --seed S]
         [--part I/N] [--overwrite]
-    python tools/shard.py index DIR_OR_TARS... [--checksum]
-    python tools/shard.py verify DIR
+    python tools/shard.py index DIR_OR_TARS... [--checksum] [--strict]
+    python tools/shard.py verify DIR [--require-checksums]
     python tools/shard.py merge DIR
     python tools/shard.py upgrade DIR
     python tools/shard.py info DIR
@@ -15,6 +15,11 @@ and endpoint come from the environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, …
 `-o KEY=VALUE` storage options (repeatable; VALUE parsed as JSON when it can be, e.g.
 `-o endpoint_url=http://127.0.0.1:9000 -o anon=true`).
 
+Nothing is left out without a word: files in a folder that `index` or `convert` does not use,
+and a tar without an end-of-archive marker (a cut-off upload), are named in a warning on
+stderr; `--strict` makes them errors. `verify` says what it could not check ("no checksums
+recorded: …"); `--require-checksums` makes that a failure.
+
 Exit status: 0 on success, 1 on a known error (one line on stderr), 2 on bad usage.
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import logging
 import os
 import posixpath
 import sys
@@ -42,7 +48,10 @@ from seta_stream.shards import (
     upgrade,
     verify,
 )
+from seta_stream.shards.maintain import skipped_files, skipped_message
 from seta_stream.shards.shardindex import shard_index_name
+from seta_stream.shards.sources import TarSource
+from seta_stream.storage import Store
 
 
 def _size(text: str) -> int:
@@ -108,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("index", help="index existing WebDataset tar shards in place")
     i.add_argument("paths", nargs="+", help="a folder of .tar shards, or .tar files in one folder")
     i.add_argument("--checksum", action="store_true", help="also sha256 every shard (reads data)")
+    for command in (c, i):
+        command.add_argument(
+            "--strict",
+            action="store_true",
+            help="fail on a skipped file or a tar without an end-of-archive marker",
+        )
     for name, text in (
         ("verify", "check checksums and index against shards"),
         ("merge", "join the parts of a `convert --part` run"),
@@ -115,6 +130,11 @@ def _parser() -> argparse.ArgumentParser:
         ("info", "samples, shards, bytes, fields, label counts"),
     ):
         sub.add_parser(name, help=text).add_argument("dir")
+    sub.choices["verify"].add_argument(
+        "--require-checksums",
+        action="store_true",
+        help="fail when the manifest records no shard checksums (only sizes and headers checked)",
+    )
     for command in sub.choices.values():
         command.add_argument(
             "-o",
@@ -158,22 +178,59 @@ def _info(root: str, storage_options: dict[str, object]) -> None:
     print(f"fingerprint   {m.fingerprint}")
 
 
-def _index(paths: list[str], checksum: bool, so: dict[str, object]) -> tuple[str, Manifest]:
+class _Warnings(logging.Handler):
+    """Prints the `seta_stream` logger's warnings on stderr, as the CLI's own, and keeps them."""
+
+    def __init__(self, cmd: str) -> None:
+        super().__init__(logging.WARNING)
+        self.cmd = cmd
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.seen.append(message)
+        print(f"shard.py {self.cmd}: warning: {message}", file=sys.stderr)
+
+
+def _index(
+    paths: list[str], checksum: bool, strict: bool, so: dict[str, object]
+) -> tuple[str, Manifest]:
     """Index a folder (or URL) of tars, or named tar files in one folder."""
     remote = _is_url(paths[0])
     if len(paths) == 1 and ((remote and not paths[0].endswith(".tar")) or os.path.isdir(paths[0])):
-        return paths[0], index_tars(paths[0], checksum=checksum, storage_options=so)
+        return paths[0], index_tars(paths[0], checksum=checksum, strict=strict, storage_options=so)
     split = posixpath.split if remote else lambda p: os.path.split(os.path.abspath(p))
     dirs = {split(p)[0] for p in paths}
     if len(dirs) != 1:
         raise SeTaStreamError(f"tar files must share one folder, got {sorted(dirs)}")
     root = dirs.pop()
     names = [split(p)[1] for p in paths]
-    return root, index_tars(root, names, checksum=checksum, storage_options=so)
+    return root, index_tars(root, names, checksum=checksum, strict=strict, storage_options=so)
+
+
+def _tar_folder_leftovers(src: str, source: object, so: dict[str, object]) -> None:
+    """Warn about (log) the files beside the tars when `convert` read a folder of tars."""
+    folder = os.path.isdir(src) if not _is_url(src) else not src.endswith(".tar")
+    if not isinstance(source, TarSource) or not folder or any(ch in src for ch in "*?["):
+        return
+    store = Store(src, so)
+    skipped = skipped_files(store, [posixpath.basename(p.rstrip("/")) for p in source.paths])
+    if skipped:
+        logging.getLogger("seta_stream").warning("%s", skipped_message(src, skipped))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    log = logging.getLogger("seta_stream")
+    handler = _Warnings(args.cmd)
+    log.addHandler(handler)
+    try:
+        return _run(args, handler)
+    finally:
+        log.removeHandler(handler)
+
+
+def _run(args: argparse.Namespace, warnings: _Warnings) -> int:
     so = dict(args.storage_options)
     try:
         if args.cmd == "convert":
@@ -196,16 +253,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **({"key_column": args.key_column} if args.key_column else {}),
                 **({"path_columns": args.path_columns} if args.path_columns else {}),
             )
+            _tar_folder_leftovers(args.src, src, so)
+            if args.strict and warnings.seen:
+                raise SeTaStreamError(
+                    f"{len(warnings.seen)} warning(s) above, refused (--strict); nothing written"
+                )
             m = convert(src, args.dst, opts, storage_options=so)
             print(
                 f"wrote {m.num_samples:,} samples in {len(m.shards)} shards "
                 f"({m.total_bytes:,} bytes) to {args.dst}"
             )
         elif args.cmd == "index":
-            root, m = _index(args.paths, args.checksum, so)
+            root, m = _index(args.paths, args.checksum, args.strict, so)
             print(f"indexed {m.num_samples:,} samples in {len(m.shards)} shards under {root}")
         elif args.cmd == "verify":
-            problems = verify(args.dir, storage_options=so)
+            problems = verify(
+                args.dir, storage_options=so, require_checksums=args.require_checksums
+            )
+            for line in problems.notes:
+                print(f"note: {line}")
             for line in problems:
                 print(line)
             if problems:

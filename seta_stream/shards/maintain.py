@@ -4,12 +4,19 @@
 store each header is one exact ranged request (`remote.RangeFile`), and several shards are
 scanned at once. `verify` reads everything and names every mismatch between manifest, index
 and shards.
+
+Nothing is dropped without a word: `index_tars` on a folder names every file beside the tars
+that it leaves out (logger `seta_stream`, and `extra["skipped_files"]` of the manifest) and a
+tar without an end-of-archive marker (a cut-off upload looks like that); `strict=True` makes
+either an error. `verify` says what it could not check (no checksums recorded) in `notes`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from seta_stream.errors import ManifestError, SeTaStreamError
+from seta_stream.errors import ManifestError, SeTaStreamError, ShardFormatError
 from seta_stream.shards.convert import check_fields_consistent
 from seta_stream.shards.index import SampleIndex
 from seta_stream.shards.indexwriter import IndexFiles, ShardRows
@@ -31,9 +38,15 @@ from seta_stream.shards.manifest import (
 from seta_stream.shards.shardindex import SHARD_INDEX_DIR, shard_index_name
 from seta_stream.shards.tarindex import scan_shard, scan_tar
 from seta_stream.shards.upgrade_v1 import file_sha256, split_v1_index
+from seta_stream.shards.wdsname import packed_archive, packed_archive_message
 from seta_stream.storage import Store
 
+log = logging.getLogger("seta_stream")
+
 _PART = re.compile(r"^dataset\.part-(\d{5})-of-(\d{5})\.json$")
+_OWN = re.compile(r"^(dataset\.json|dataset\.part-\d{5}-of-\d{5}\.json|index\.parquet)$")
+SHOWN = 5  # skipped files named in a message; the count says how many more
+NO_CHECKSUMS = "no checksums recorded: checked sizes and headers only"
 
 
 def index_tars(
@@ -44,16 +57,28 @@ def index_tars(
     progress: bool = True,
     storage_options: Mapping[str, Any] | None = None,
     workers: int | None = None,
+    strict: bool = False,
 ) -> Manifest:
     """Write the index files (`index/`) and `dataset.json` beside existing WebDataset shards in
     `root`, each shard's index file as soon as that shard is scanned.
 
+    Without `names`, every `*.tar` in `root` is indexed; any other file there is named in a
+    warning and in `extra["skipped_files"]` (`{"count": n, "first": [...]}`) of the manifest.
+    A tar without an end-of-archive marker is indexed with a warning. `strict=True` raises
+    on either instead (skipped files before anything is written; no `dataset.json` either way).
     `workers`: shards scanned at once (default 1 locally, 16 from an object store, where
     each header is a round trip).
     """
     store = Store(root, storage_options)
+    skipped: list[str] = []
     if names is None:
         names = store.glob("*.tar")
+        skipped = skipped_files(store, names)
+        if skipped:
+            message = skipped_message(store.url_of(store.root), skipped)
+            if strict or not names:
+                raise SeTaStreamError(message)
+            log.warning("%s", message)
     if not names:
         raise SeTaStreamError(f"{root}: no .tar shards to index")
     files = IndexFiles(store)
@@ -61,6 +86,8 @@ def index_tars(
     def index_one(name: str) -> tuple[ShardInfo, set[str]]:
         """Scan one shard and write its index file: one shard's rows in memory per thread."""
         scan = scan_shard(store, name, checksum=checksum)
+        if strict and scan.warnings:
+            raise ShardFormatError(f"{scan.warnings[0]} (refused: strict)")
         rows = ShardRows()
         for smp in scan.samples:
             rows.add(key=smp.key, offset=smp.offset, length=smp.length, members=smp.members)
@@ -81,10 +108,46 @@ def index_tars(
         format="tar",
         shards=tuple(shards),
         fields=tuple(sorted(fields)),
-        extra={"source": "tools/shard.py index"},
+        extra={
+            "source": "tools/shard.py index",
+            **(
+                {"skipped_files": {"count": len(skipped), "first": skipped[:SHOWN]}}
+                if skipped
+                else {}
+            ),
+        },
     )
     write_manifest(store, manifest)  # last: the dataset is finished
     return manifest
+
+
+def skipped_files(store: Store, used: Sequence[str]) -> list[str]:
+    """The files directly in `store`'s folder that are neither in `used` nor seta_stream's own
+    (`dataset.json`, part manifests, `index.parquet`, temporary `.NAME.tmp-…` files); sorted.
+    Folders are not listed (`index/` is ours; shards are never looked for in sub-folders)."""
+    keep = set(used)
+    out = []
+    for entry in store.fs.ls(store.root, detail=True):
+        name = posixpath.basename(str(entry["name"]).rstrip("/"))
+        if entry.get("type") == "directory" or name in keep or _OWN.match(name):
+            continue
+        if name.startswith(".") and ".tmp-" in name:
+            continue
+        out.append(name)
+    return sorted(out)
+
+
+def skipped_message(root: str, skipped: Sequence[str]) -> str:
+    """One line naming the files of `root` left out: the count, the first few, and a hint for
+    a compressed archive among them."""
+    shown = ", ".join(skipped[:SHOWN]) + (
+        f", … ({len(skipped) - SHOWN} more)" if len(skipped) > SHOWN else ""
+    )
+    message = f"{root}: {len(skipped)} file(s) skipped, not .tar shards: {shown}"
+    packed = [n for n in skipped if packed_archive(n)]
+    if packed:
+        message += f"; {packed_archive_message(packed[0])}"
+    return message
 
 
 def merge(
@@ -145,27 +208,63 @@ def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k != key}
 
 
+class Verification(list[str]):
+    """What `verify` found: the problems as list items (empty when all agree), and `notes`,
+    what it could not check (e.g. no checksums recorded), which are not problems."""
+
+    def __init__(self, problems: Sequence[str] = (), notes: Sequence[str] = ()) -> None:
+        super().__init__(problems)
+        self.notes = list(notes)
+
+
 def verify(
-    root: str, *, progress: bool = True, storage_options: Mapping[str, Any] | None = None
-) -> list[str]:
+    root: str,
+    *,
+    progress: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+    require_checksums: bool = False,
+) -> Verification:
     """Every mismatch between manifest, index files and shards, as messages; empty when all
     agree. Each shard's index file is hashed and checked against the manifest, loaded the way
-    readers load it, and compared with the shard's own headers (tar) or size (Arrow)."""
+    readers load it, and compared with the shard's own headers (tar) or size (Arrow).
+
+    Shards without a recorded sha256 are checked by size and headers only; that is said in
+    `notes` ("no checksums recorded: …"), and is a problem with `require_checksums=True`.
+    """
     from seta_stream.shards.reader import Dataset
 
     read_manifest(Store(root, storage_options))  # not a dataset at all: that raises
     try:
         ds = Dataset.open(root, storage_options=storage_options)
     except ManifestError as e:  # version 1: the one index does not match the manifest
-        return [str(e)]
+        return Verification([str(e)])
     problems: list[str] = []
+    notes: list[str] = []
+    unchecked = _unchecked(ds.manifest)
+    if unchecked:
+        (problems if require_checksums else notes).append(
+            unchecked + (" (checksums required)" if require_checksums else "")
+        )
     shards = range(len(ds.manifest.shards))
     for s in tqdm(shards, unit="shard", desc="verify", disable=not progress):
-        problems += _verify_shard(ds, s)
-    return problems
+        problems += _verify_shard(ds, s, notes)
+    return Verification(problems, notes)
 
 
-def _verify_shard(ds: Any, s: int) -> list[str]:
+def _unchecked(manifest: Manifest) -> str | None:
+    """The note for shards whose manifest entry has no sha256, or None when all have one."""
+    lacking = [s.name for s in manifest.shards if not s.sha256]
+    if not lacking:
+        return None
+    if len(lacking) == len(manifest.shards):
+        return NO_CHECKSUMS
+    return (
+        f"no checksums recorded for {len(lacking)} of {len(manifest.shards)} shards (first"
+        f" {lacking[0]}): checked their sizes and headers only"
+    )
+
+
+def _verify_shard(ds: Any, s: int, notes: list[str]) -> list[str]:
     store, manifest = ds.store, ds.manifest
     info = manifest.shards[s]
     path = store.path(info.name)
@@ -194,17 +293,21 @@ def _verify_shard(ds: Any, s: int) -> list[str]:
     if idx.num_samples != info.samples:
         problems.append(f"{path}: index has {idx.num_samples} samples, manifest {info.samples}")
     base = int(manifest.first_ids[s])
-    return problems + _check_rows(manifest.format, idx, base, data, path)
+    return problems + _check_rows(manifest.format, idx, base, data, path, notes)
 
 
-def _check_rows(fmt: str, idx: SampleIndex, base: int, data: bytes, path: str) -> list[str]:
-    """Shard rows `idx` (row r is sample `base + r`) against the shard's bytes `data`."""
+def _check_rows(
+    fmt: str, idx: SampleIndex, base: int, data: bytes, path: str, notes: list[str]
+) -> list[str]:
+    """Shard rows `idx` (row r is sample `base + r`) against the shard's bytes `data`; what
+    the scan accepted with a warning goes to `notes`."""
     out = []
     if fmt == "tar":
         try:
             scan = scan_tar(io.BytesIO(data), name=path, size=len(data))
         except SeTaStreamError as e:
             return [str(e)]
+        notes += scan.warnings
         got = [(s.key, s.offset, s.length, [tuple(m) for m in s.members]) for s in scan.samples]
         for r in range(idx.num_samples):
             names, moff, msize = idx.members_of(r)

@@ -7,6 +7,7 @@ conversion can shuffle, split into parts and hand chunks to worker processes by 
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,13 @@ from seta_stream.errors import SourceError
 from seta_stream.remote import Request, Span, coalesce
 from seta_stream.shards.sourcebase import LABEL_NAMES, Sample, Source, read_file
 from seta_stream.shards.tarindex import scan_shard
-from seta_stream.shards.wdsname import is_skipped, split_name
+from seta_stream.shards.wdsname import (
+    empty_field_message,
+    is_skipped,
+    packed_archive,
+    packed_archive_message,
+    split_name,
+)
 from seta_stream.storage import Store
 
 
@@ -68,8 +75,7 @@ class ImageFolderSource(Source):
         self.extra = {"classes": self.classes}
         self.samples: list[tuple[int, str]] = []
         for c, name in enumerate(self.classes):
-            files = sorted(e.name for e in os.scandir(os.path.join(root, name)) if e.is_file())
-            self.samples += [(c, os.path.join(name, f)) for f in files if not f.startswith(".")]
+            self.samples += [(c, os.path.join(name, f)) for f in _class_files(root, name)]
         if not self.samples:
             raise SourceError(f"{root}: class folders hold no files")
         exts = {(f.rpartition(".")[2] or "bin").lower() for _, f in self.samples}
@@ -92,13 +98,52 @@ class ImageFolderSource(Source):
 
 
 def _walk(root: str) -> list[str]:
+    """Every file under `root` (relative, `/`-separated, sorted) for `FilesSource`.
+
+    A compressed archive or a `KEY.` name (empty field) is refused; the files that name no
+    sample field (no `KEY.EXT` name, WebDataset meta paths) are named in one warning.
+    """
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, root)
         for f in sorted(filenames):
             out.append(f if rel_dir == "." else f"{rel_dir}/{f}".replace(os.sep, "/"))
-    return sorted(out)
+    out.sort()
+    _refuse_packed(root, out)
+    unused = []
+    for rel in out:
+        parts = None if is_skipped(rel) else split_name(rel)
+        if parts is None:
+            unused.append(rel)
+        elif not parts[1]:
+            raise SourceError(f"{os.path.join(root, rel)}: {empty_field_message(rel)}")
+    _warn_unused(root, unused, "no KEY.EXT name, or a WebDataset meta path")
+    return out
+
+
+def _class_files(root: str, name: str) -> list[str]:
+    """The files of class folder `root/name` for `ImageFolderSource`, sorted; hidden files
+    are left out with a warning, a compressed archive is refused."""
+    files = sorted(e.name for e in os.scandir(os.path.join(root, name)) if e.is_file())
+    _refuse_packed(os.path.join(root, name), files)
+    _warn_unused(os.path.join(root, name), [f for f in files if f.startswith(".")], "hidden")
+    return [f for f in files if not f.startswith(".")]
+
+
+def _refuse_packed(root: str, rels: list[str]) -> None:
+    packed = [r for r in rels if packed_archive(r)]
+    if packed:
+        more = f" (and {len(packed) - 1} more)" if len(packed) > 1 else ""
+        raise SourceError(packed_archive_message(os.path.join(root, packed[0])) + more)
+
+
+def _warn_unused(root: str, unused: list[str], why: str) -> None:
+    if unused:
+        more = f", … ({len(unused) - 5} more)" if len(unused) > 5 else ""
+        logging.getLogger("seta_stream").warning(
+            "%s: %d file(s) skipped (%s): %s%s", root, len(unused), why, ", ".join(unused[:5]), more
+        )
 
 
 def is_image_folder(root: str) -> bool:

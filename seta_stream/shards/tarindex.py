@@ -17,13 +17,17 @@ WebDataset all accept:
   it up to the end of the file. Non-zero bytes after the marker (`cat a.tar b.tar`, or a header
   that was zeroed) are refused: tar and WebDataset would ignore every member after it;
 - or the end of the file exactly at a block boundary after the last member (no marker at all).
+  This is also what an upload or copy cut off between two members looks like, so it is
+  logged as a warning (logger `seta_stream`, naming the file and the byte) and kept in
+  `TarScan.warnings`; `index_tars(strict=True)` refuses it.
   A lone zero block before the end of the file is accepted too (GNU tar warns, exits 0).
 
 Also refused: an empty file, a compressed tar (no byte ranges exist), a member whose data or
 padding runs past the end of the file, a GNU sparse member (its bytes on disk are not its
 content), member names with a `..` component or a NUL byte, a global pax header that renames or
-resizes members, a field twice in one sample (WebDataset raises too) and the field names
-`__key__` / `__url__` / `__…__`, which WebDataset and seta_stream use for their own entries.
+resizes members, a field twice in one sample (WebDataset raises too), the field names
+`__key__` / `__url__` / `__…__`, which WebDataset and seta_stream use for their own entries,
+and an empty field name (`KEY.`: WebDataset yields field `''`, which no reader accepts).
 Absolute names are kept as plain key strings; nothing here touches the file system.
 
 Names are decoded as UTF-8 with `surrogateescape`, as WebDataset's `tarfile` does on a UTF-8
@@ -36,6 +40,7 @@ ranged request (`remote.RangeFile`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tarfile
 from dataclasses import dataclass
@@ -43,12 +48,14 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from seta_stream.errors import ShardFormatError
 from seta_stream.remote import RangeFile
-from seta_stream.shards.wdsname import is_skipped, split_name
+from seta_stream.shards.wdsname import empty_field_message, is_skipped, split_name
 
 if TYPE_CHECKING:
     from seta_stream.storage import Store
 
 __all__ = ["TarMember", "TarSample", "TarScan", "scan_shard", "scan_tar"]
+
+log = logging.getLogger("seta_stream")
 
 BLOCK = tarfile.BLOCKSIZE
 _TAIL_CHUNK = 1 << 16
@@ -102,7 +109,8 @@ class TarScan:
     """The index of one shard.
 
     `num_members` counts every tar entry (files, directories, links, meta paths); `end_offset`
-    is where the end-of-archive marker starts, or `size` when the file has none.
+    is where the end-of-archive marker starts, or `size` when the file has none. `warnings`:
+    what was accepted but may mean lost members (no end-of-archive marker), also logged.
     """
 
     name: str
@@ -111,6 +119,7 @@ class TarScan:
     end_offset: int
     samples: tuple[TarSample, ...]
     sha256: str | None
+    warnings: tuple[str, ...] = ()
 
 
 def _padded(size: int) -> int:
@@ -167,6 +176,10 @@ class _Grouper:
         if parts is None:
             return
         key, ext = parts
+        if not ext:
+            raise ShardFormatError(
+                f"{self.name}: member {path!r} at byte {info.offset}: {empty_field_message(path)}"
+            )
         if ext.startswith("__") and ext.endswith("__"):
             raise ShardFormatError(
                 f"{self.name}: member {path!r} at byte {info.offset} has the field name {ext!r};"
@@ -229,6 +242,10 @@ def scan_tar(
         last = info
     _check_globals(tar, name)
     end = _check_end(tar, reader, name, actual, last)
+    warnings: tuple[str, ...] = ()
+    if end == actual:
+        warnings = (_no_marker(name, actual, last),)
+        log.warning("%s", warnings[0])
     digest = _sha256(fileobj, name, actual) if checksum else None
     return TarScan(
         name=name,
@@ -237,6 +254,15 @@ def scan_tar(
         end_offset=end,
         samples=grouper.finish(),
         sha256=digest,
+        warnings=warnings,
+    )
+
+
+def _no_marker(name: str, size: int, last: tarfile.TarInfo | None) -> str:
+    return (
+        f"{name}: no end-of-archive marker: the tar ends at byte {size}{_after(last)} with no"
+        " zero blocks after it, as a cut-off upload or copy does; tar and WebDataset read it"
+        " without a word, so check that no members are missing (or re-create the tar)"
     )
 
 

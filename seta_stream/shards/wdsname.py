@@ -18,13 +18,23 @@ WebDataset (``webdataset.tariterators``, checked against 1.0.2) decides in two s
 
 The same regexes are used here, so the result is the same for every string; the tests compare
 both on generated names, through WebDataset's own functions.
+
+One rule of seta_stream's own on top: a name ending in a dot (`KEY.`) gives WebDataset the
+field `''`, which no seta_stream reader accepts, so indexing and converting refuse it up
+front (`empty_field_message` says why) instead of a read failing later.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["is_skipped", "split_name"]
+__all__ = [
+    "empty_field_message",
+    "is_skipped",
+    "packed_archive",
+    "packed_archive_message",
+    "split_name",
+]
 
 # Key = optional directory part (greedy, up to some "/") + at least one non-dot character;
 # then the first dot; then the extension, which may not contain "/".
@@ -61,3 +71,30 @@ def split_name(path: str) -> tuple[str, str] | None:
     if match is None:
         return None
     return match.group(1), match.group(2).lower()
+
+
+def empty_field_message(path: str) -> str:
+    """Why `path` (for which `split_name` gives the field `''`) is refused, and what to do."""
+    key = path.rstrip(".") or "KEY"
+    return (
+        f"the name {path!r} ends in '.', so its field name is empty (WebDataset yields it as"
+        f" field ''), which seta_stream cannot read; rename it with an extension, e.g. {key}.bin"
+    )
+
+
+# Archives that hold many files, which a folder to index or convert may hold by mistake: they
+# have no per-member byte ranges, and stored whole they would be one opaque sample.
+_PACKED = (".tgz", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst", ".zip")
+
+
+def packed_archive(path: str) -> bool:
+    """True when `path` names a compressed tar or a zip (by its name)."""
+    return path.lower().endswith(_PACKED)
+
+
+def packed_archive_message(path: str) -> str:
+    """Why the archive `path` is not used, and what to run instead."""
+    return (
+        f"{path}: a compressed archive, not used (it has no per-member byte ranges and is not"
+        " one sample); extract it, then index or convert the .tar (or the files) inside"
+    )
