@@ -165,10 +165,17 @@ def test_interrupted_convert_never_looks_finished(tmp_path: Path, npz_source) ->
             tmp_path / "o",
             ConvertOptions(samples_per_shard=100, progress=False),
         )
-    assert not (tmp_path / "o" / "dataset.json").exists()
-    assert not [p.name for p in (tmp_path / "o").iterdir() if ".tmp-" in p.name]
-    with pytest.raises(ManifestError, match="not a finished dataset"):
+    assert not (tmp_path / "o").exists()  # a failed convert removes what it created
+    with pytest.raises(ManifestError):
         Dataset.open(tmp_path / "o")
+    (tmp_path / "p").mkdir()  # a folder that was there: only its own files stay
+    (tmp_path / "p" / "mine.txt").write_text("x")
+    with pytest.raises(SourceError, match="boom"):
+        convert(_Exploding(str(path)), tmp_path / "p",
+                ConvertOptions(samples_per_shard=100, progress=False))  # fmt: skip
+    assert [p.name for p in (tmp_path / "p").iterdir()] == ["mine.txt"]
+    with pytest.raises(ManifestError, match="not a finished dataset"):
+        Dataset.open(tmp_path / "p")
 
 
 def test_pickle_refused_by_default() -> None:
