@@ -244,6 +244,35 @@ def worker_bounds(n: int, worker: int, num_workers: int) -> tuple[int, int]:
     return worker * n // num_workers, (worker + 1) * n // num_workers
 
 
+def worker_counts(rank_len: int, num_workers: int, stages: Sequence[Stage] = ()) -> list[int]:
+    """Samples each of `num_workers` workers (0: the main process) yields in a pass over a
+    rank's part of `rank_len` samples that resumes after `stages` (as `worker_part` splits)."""
+    workers = max(num_workers, 1)
+    closed, skip = list(stages), [0] * workers
+    if closed and closed[-1].num_workers == workers:
+        skip = list(closed.pop().yielded)
+    left = rank_len - sum(sum(s.yielded) for s in closed)
+    bounds = [worker_bounds(left, w, workers) for w in range(workers)]
+    return [b - a - skip[w] for w, (a, b) in enumerate(bounds)]
+
+
+def steps(
+    rank_len: int,
+    batch_size: int,
+    num_workers: int,
+    drop_last: bool,
+    *,
+    stages: Sequence[Stage] = (),
+) -> int:
+    """Batches a DataLoader with `batch_size` and `num_workers` yields from a rank's part:
+    every worker batches its own samples, so the last batch of each worker may be short."""
+    for name, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise SeTaStreamError(f"{name}={value!r}: must be an int >= {least}")
+    counts = worker_counts(rank_len, num_workers, stages)
+    return sum(c // batch_size if drop_last else -(-c // batch_size) for c in counts)
+
+
 def rank_part(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """This rank's contiguous part of the order; the order is padded cyclically so that every
     rank gets `per_rank_count` samples (at most `world_size - 1` repeats in all)."""

@@ -24,10 +24,11 @@ worker count) or `stream.load_state_dict(state, loader=loader_state)` (any worke
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
@@ -44,11 +45,13 @@ from seta_stream.losses.inputs import (
     check_shapes,
     first_nonfinite,
 )
+from seta_stream.losses.options import NonFinite
 from seta_stream.plan import (
     Stage,
     World,
     rank_take,
     selection_digest,
+    steps,
     worker_bounds,
     worker_part,
     yield_blocks,
@@ -59,6 +62,8 @@ from seta_stream.remote import RemoteOptions
 from seta_stream.shards.reader import Dataset
 from seta_stream.shards.shardindex import DEFAULT_CACHE_SAMPLES
 from seta_stream.workdir import ITERS, Plan, WorkDir
+
+_log = logging.getLogger("seta_stream")
 
 
 class SeTaStream(IterableDataset[dict[str, Any]]):
@@ -71,6 +76,10 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
     does not match the index, corrupt member) is logged on the `seta_stream` logger, counted
     in `stats()["samples_skipped"]` and left out; the rest of the epoch is unaffected.
     The default, `"raise"`, stops at the first such sample with an error naming it.
+
+    `decode`: `"default"` (by member extension), a callable on the raw sample dict, or
+    `None`/`False` for raw bytes. `nonfinite="skip"` drops NaN/inf losses given to `update()`
+    (the loss table counts them); the default, `"raise"`, refuses the batch.
 
     Opening reads the manifest only; each process (every DataLoader worker too) reads a
     shard's index file when it first reads from that shard and keeps at most
@@ -85,7 +94,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         losses: str | os.PathLike[str] | None,
         seed: int = 0,
         shuffle: bool = True,
-        decode: Decode = "default",
+        decode: Decode | Literal[False] = "default",
         transform: Callable[[Any], Any] | None = None,
         open_shards: int = 4,
         shuffle_window: int = 1024,
@@ -95,11 +104,24 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         workdir: str | None = None,
         index_cache_samples: int = DEFAULT_CACHE_SAMPLES,
         on_error: OnError = "raise",
+        nonfinite: NonFinite = "raise",
     ):
         super().__init__()
         if on_error not in ("raise", "skip"):
             raise SeTaStreamError(f"on_error={on_error!r}: use 'raise' (default) or 'skip'")
         self.on_error = on_error
+        if nonfinite not in ("raise", "skip"):
+            raise SeTaStreamError(f"nonfinite={nonfinite!r}: use 'raise' (default) or 'skip'")
+        self.nonfinite = nonfinite
+        if decode is False:
+            decode = None
+        elif not (
+            decode is None or callable(decode) or (isinstance(decode, str) and decode == "default")
+        ):
+            raise SeTaStreamError(
+                f"decode={decode!r}: use 'default' (by member extension), None or False (raw "
+                "bytes), or a callable taking the raw sample dict"
+            )
         if losses is None and not isinstance(policy, Full):
             raise SeTaStreamError(f"policy {policy.name} needs a loss table: pass losses=PATH")
         self.policy, self.seed, self.shuffle = policy, seed, shuffle
@@ -112,7 +134,10 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self.table: LossTable | None = None
         if self.losses_path is not None and self.rank == 0:
             self.table = LossTable(
-                self.losses_path, dataset=self.dataset, storage_options=storage_options
+                self.losses_path,
+                dataset=self.dataset,
+                storage_options=storage_options,
+                nonfinite=nonfinite,
             )
         self._work = WorkDir(workdir)
         self.workdir = self._work.path  # the folder shared with DataLoader workers
@@ -124,6 +149,8 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self._selected_total = 0
         self._updates_base = 0  # loss values given to the table before this process
         self._resume: resume.Resume | None = None
+        self._resumed: tuple[Stage, ...] = ()  # what a loaded state says was yielded already
+        self._warned: set[str] = set()
         # the iteration in this process: (epoch, digest, rank samples), closed stages, count
         self._iter: tuple[int, str, int] | None = None
         self._stages: tuple[Stage, ...] = ()
@@ -144,6 +171,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         epoch = int(epoch)
         if epoch == self.epoch:
             return
+        self._check_epoch(epoch)
         self._sync_losses()
         scores = None
         if self.table is not None:
@@ -151,6 +179,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
                 self.table.end_epoch()
             self.table.set_epoch(epoch)
             scores = self.table.scores()
+            self._check_unseen(scores, epoch)
         if ddp.initialized() and self.losses_path is not None:
             scores = ddp.broadcast(scores)
         if scores is None:
@@ -160,6 +189,36 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
             self.table.record_selection(epoch, sel)
         self._start(epoch, sel.ids, sel.weights)
         self._resume = None
+
+    def _check_epoch(self, epoch: int) -> None:
+        epochs, last = getattr(self.policy, "epochs", None), self.epoch
+        if isinstance(epochs, int) and epoch >= epochs:
+            self._warn_once(
+                "past",
+                f"set_epoch({epoch}) is past the policy's epochs={epochs}: "
+                f"its schedule ends at epoch {epochs - 1}; set epochs to the run's",
+            )
+        if last is not None and epoch < last:
+            self._warn_once(
+                "back",
+                f"set_epoch({epoch}) after epoch {last}: epochs go back; "
+                "to resume, use load_state_dict()",
+            )
+
+    def _check_unseen(self, scores: np.ndarray, epoch: int) -> None:
+        unseen = int(np.isnan(scores).sum())
+        if epoch > 0 and 2 * unseen > len(scores):
+            self._warn_once(
+                "unseen",
+                f"epoch {epoch}: {unseen} of {len(scores)} samples have "
+                f"no loss yet; {self.policy.name} treats them as unseen samples. "
+                "Pass every batch's per-sample losses to stream.update()",
+            )
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            _log.warning("%s", message)
 
     def _start(self, epoch: int, ids: np.ndarray, weights: np.ndarray | None) -> None:
         """Publish this rank's part of the epoch's read order (computed for that part only)."""
@@ -173,6 +232,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self._selected_total += self._selected
         self._work.counters()[0] = 0  # the epoch's counters; row 1 keeps the totals
         self._iter, self._stages, self._yielded_here, self._iterated_here = None, (), 0, False
+        self._resumed = ()
 
     def _bytes_of_epoch(self) -> int:
         """Bytes of this rank's selected samples this epoch (reads their shards' indexes)."""
@@ -184,15 +244,23 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         return self._bytes_selected
 
     def __len__(self) -> int:
-        """Samples this rank yields in the current epoch (all workers together)."""
+        """Samples this rank yields in the current epoch (all workers together); after
+        `load_state_dict()` mid-epoch, the samples that remain of that epoch."""
         if self.epoch is None:
             raise SeTaStreamError("len(stream) is known after stream.set_epoch(epoch)")
-        return self._selected
+        return self._selected - sum(sum(s.yielded) for s in self._resumed)
 
-    def steps_per_epoch(self, batch_size: int, *, drop_last: bool = False) -> int:
-        """Optimizer steps this epoch at `batch_size` (for LR schedules that follow pruning)."""
-        n = len(self)
-        return n // batch_size if drop_last else -(-n // batch_size)
+    def steps_per_epoch(
+        self, batch_size: int, *, drop_last: bool = False, num_workers: int = 0
+    ) -> int:
+        """Batches this rank's DataLoader yields this epoch (for LR schedules that follow
+        pruning); after `load_state_dict()` mid-epoch, the batches that remain.
+
+        Pass the DataLoader's `batch_size`, `drop_last` and `num_workers`: each worker batches
+        its own part, so with workers there can be one short batch per worker.
+        """
+        len(self)  # set_epoch first
+        return steps(self._selected, batch_size, num_workers, drop_last, stages=self._resumed)
 
     # -- reading (any process) -------------------------------------------------------------
 
@@ -266,14 +334,24 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         if self.losses_path is None:
             raise SeTaStreamError("this stream has no loss table (losses=None): nothing to update")
         if self.table is not None:
-            self.table.update(ids, losses)
+            try:
+                self.table.update(ids, losses)
+            except LossTableError as e:
+                if "non-finite" in str(e):
+                    e.add_note("SeTaStream(..., nonfinite='skip') drops such losses")
+                raise
             return
         # another rank: buffered until the next gather, so check here what rank 0's table would
         i, v = as_ids(ids), as_losses(losses)
         check_shapes(i, v)
         check_range(i, self.dataset.num_samples)
-        if not all_finite(v):
-            raise LossTableError(f"non-finite {first_nonfinite(i, v)}; nothing of it was queued")
+        if not all_finite(v) and self.nonfinite == "skip":
+            i, v = i[np.isfinite(v)], v[np.isfinite(v)]
+        elif not all_finite(v):
+            raise LossTableError(
+                f"non-finite {first_nonfinite(i, v)}; nothing of it was queued. "
+                "SeTaStream(..., nonfinite='skip') drops such losses"
+            )
         self._pending[0].append(i)
         self._pending[1].append(v)
 
@@ -381,6 +459,8 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         if st["loss_table"] is not None:
             self._updates_base = int(st["loss_table"]["updates"])
         self._resume, self._iterated_here, self._stages, self._iter = r, False, (), None
+        done = (Stage(num_workers=1, yielded=(self._selected,)),) if r.complete else r.stages
+        self._resumed = done or ()  # None: the loader's state holds the position
 
     def _recorded_selection(self, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The epoch's selection as it was when the epoch began (rank 0 reads, all receive)."""
