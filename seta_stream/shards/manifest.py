@@ -251,6 +251,13 @@ def check_name(name: object, what: str) -> None:
 
 def read_manifest(store: Store, name: str = MANIFEST_NAME) -> Manifest:
     if not store.exists(name):
+        if not store.fs.exists(store.root):
+            raise ManifestError(f"no such folder: {store.url}")
+        if store.fs.isfile(store.root):
+            raise ManifestError(
+                f"{store.url} is a file, not a dataset folder: for WebDataset tars run "
+                "`python tools/shard.py index DIR`"
+            )
         raise ManifestError(
             f"{store.path(name)}: missing; not a finished dataset "
             "(write one with `tools/shard.py convert` or index tars with `tools/shard.py index`)"
