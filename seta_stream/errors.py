@@ -35,5 +35,9 @@ class LossTableError(SeTaStreamError):
     """The loss table is locked, of another dataset, of an unknown version, or given bad input."""
 
 
+class NonFiniteLossError(LossTableError):
+    """A loss update held NaN or inf (and the table was told to raise on them)."""
+
+
 class PolicyError(SeTaStreamError):
     """A selection policy was configured with invalid parameters or given invalid scores."""

@@ -35,7 +35,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from seta_stream import distributed as ddp
 from seta_stream import resume
-from seta_stream.errors import LossTableError, SeTaStreamError
+from seta_stream.errors import NonFiniteLossError, SeTaStreamError
 from seta_stream.losses import LossTable
 from seta_stream.losses.inputs import (
     all_finite,
@@ -239,7 +239,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         if self._bytes_selected is None:
             mine, total = self._work.load().order, 0  # this rank's part (memory-mapped)
             for a in range(0, len(mine), 1 << 20):
-                total += int(self.dataset.index.lengths(np.sort(mine[a : a + (1 << 20)])).sum())
+                total += int(self.dataset.index.lengths(mine[a : a + (1 << 20)]).sum())
             self._bytes_selected = total
         return self._bytes_selected
 
@@ -336,22 +336,22 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         if self.table is not None:
             try:
                 self.table.update(ids, losses)
-            except LossTableError as e:
-                if "non-finite" in str(e):
-                    e.add_note("SeTaStream(..., nonfinite='skip') drops such losses")
+            except NonFiniteLossError as e:
+                e.add_note("SeTaStream(..., nonfinite='skip') drops such losses")
                 raise
             return
         # another rank: buffered until the next gather, so check here what rank 0's table would
         i, v = as_ids(ids), as_losses(losses)
         check_shapes(i, v)
         check_range(i, self.dataset.num_samples)
-        if not all_finite(v) and self.nonfinite == "skip":
-            i, v = i[np.isfinite(v)], v[np.isfinite(v)]
-        elif not all_finite(v):
-            raise LossTableError(
-                f"non-finite {first_nonfinite(i, v)}; nothing of it was queued. "
-                "SeTaStream(..., nonfinite='skip') drops such losses"
-            )
+        if not all_finite(v):
+            if self.nonfinite == "raise":
+                raise NonFiniteLossError(
+                    f"non-finite {first_nonfinite(i, v)}; nothing of it was queued. "
+                    "SeTaStream(..., nonfinite='skip') drops such losses"
+                )
+            keep = np.isfinite(v)
+            i, v = i[keep], v[keep]
         self._pending[0].append(i)
         self._pending[1].append(v)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from seta_stream.errors import LossTableError
+from seta_stream.errors import LossTableError, NonFiniteLossError
 from seta_stream.losses import layout
 from seta_stream.losses.columns import PLAIN, XOR_FILL, LiveColumns
 from seta_stream.losses.history import EpochRecord, Hook, WriteContext, write_epoch
@@ -209,7 +209,7 @@ class LossTable:
 
     def _drop_nonfinite(self, ids: np.ndarray, losses: np.ndarray) -> tuple[Any, Any]:
         if self.options.nonfinite == "raise":
-            raise LossTableError(
+            raise NonFiniteLossError(
                 f"non-finite {first_nonfinite(ids, losses)}; nothing of this batch was queued. "
                 "Pass nonfinite='skip' to LossTable to drop such losses (counted in stats())."
             )

@@ -207,27 +207,37 @@ class LazyIndex:
         if len(ids) and shards[0] == shards[-1] and (shards == shards[0]).all():
             s = int(shards[0])
             return _take(self.shard(s), ids - self.first[s], self.field_names)
-        order = np.argsort(shards, kind="stable")
-        bounds = np.flatnonzero(np.diff(shards[order])) + 1
-        pieces = []
-        for grp in np.split(order, bounds) if len(order) else []:
-            s = int(shards[grp[0]])
+        pieces, order = [], []
+        for s, grp in _by_shard(shards):
             pieces.append(_take(self.shard(s), ids[grp] - self.first[s], self.field_names))
+            order.append(grp)
         if not pieces:
             return _take(_empty(), np.zeros(0, np.int64), self.field_names)
         joined = _concat(pieces, self.field_names)
         inverse = np.empty(len(ids), np.int64)
-        inverse[order] = np.arange(len(ids))
+        inverse[np.concatenate(order)] = np.arange(len(ids))
         return _take(joined, inverse, self.field_names)
 
     def lengths(self, ids: np.ndarray) -> np.ndarray:
-        """The byte length of each sample of `ids`."""
-        return self.gather(ids).length
+        """The byte length of each sample of `ids` (no keys or members gathered)."""
+        ids = np.asarray(ids, np.int64)
+        shards = self.shard_of(ids)
+        out = np.empty(len(ids), np.int64)
+        for s, grp in _by_shard(shards):
+            out[grp] = self.shard(s).length[ids[grp] - self.first[s]]
+        return out
 
     def members_of(self, i: int) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Sample `i`'s members: field names, data offsets and sizes."""
         s = int(self.shard_of(np.asarray([i]))[0])
         return self.shard(s).members_of(i - int(self.first[s]))
+
+
+def _by_shard(shards: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(shard, positions of `shards` that name it), by shard, positions in their order."""
+    order = np.argsort(shards, kind="stable")
+    for grp in np.split(order, np.flatnonzero(np.diff(shards[order])) + 1) if len(order) else []:
+        yield int(shards[grp[0]]), grp
 
 
 def _slice(index: SampleIndex, a: int, b: int) -> SampleIndex:
