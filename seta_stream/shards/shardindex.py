@@ -207,16 +207,44 @@ class LazyIndex:
         if len(ids) and shards[0] == shards[-1] and (shards == shards[0]).all():
             s = int(shards[0])
             return _take(self.shard(s), ids - self.first[s], self.field_names)
-        pieces, order = [], []
-        for s, grp in _by_shard(shards):
-            pieces.append(_take(self.shard(s), ids[grp] - self.first[s], self.field_names))
-            order.append(grp)
-        if not pieces:
+        if not len(ids):
             return _take(_empty(), np.zeros(0, np.int64), self.field_names)
-        joined = _concat(pieces, self.field_names)
-        inverse = np.empty(len(ids), np.int64)
-        inverse[np.concatenate(order)] = np.arange(len(ids))
-        return _take(joined, inverse, self.field_names)
+        # several shards (open shards interleave): each shard's rows scattered into place
+        n = len(ids)
+        offset, length, counts = (np.empty(n, np.int64) for _ in range(3))
+        parts = []
+        for s, grp in _by_shard(shards):
+            idx, rows = self.shard(s), ids[grp] - self.first[s]
+            offset[grp], length[grp] = idx.offset[rows], idx.length[rows]
+            counts[grp] = idx.mstart[rows + 1] - idx.mstart[rows]
+            parts.append((grp, idx, rows))
+        mstart = np.zeros(n + 1, np.int64)
+        np.cumsum(counts, out=mstart[1:])
+        m = int(mstart[-1])
+        mfield, moffset, msize = np.empty(m, np.int32), np.empty(m, np.int64), np.empty(m, np.int64)
+        keys, order = [], []
+        for grp, idx, rows in parts:
+            c = counts[grp]
+            within = concat_aranges(c)
+            dst = np.repeat(mstart[grp], c) + within
+            src = np.repeat(idx.mstart[rows], c) + within
+            mfield[dst], moffset[dst] = idx.mfield[src], idx.moffset[src]
+            msize[dst] = idx.msize[src]
+            keys.append(idx.keys.take(pa.array(rows)))
+            order.append(grp)
+        inverse = np.empty(n, np.int64)
+        inverse[np.concatenate(order)] = np.arange(n)
+        return SampleIndex(
+            keys=pa.concat_arrays(keys).take(pa.array(inverse)),
+            shard=shards.astype(np.int32),
+            offset=offset,
+            length=length,
+            mstart=mstart,
+            mfield=mfield,
+            moffset=moffset,
+            msize=msize,
+            field_names=self.field_names,
+        )
 
     def lengths(self, ids: np.ndarray) -> np.ndarray:
         """The byte length of each sample of `ids` (no keys or members gathered)."""
@@ -269,23 +297,6 @@ def _take(index: SampleIndex, rows: np.ndarray, names: tuple[str, ...]) -> Sampl
         mfield=index.mfield[mrows],
         moffset=index.moffset[mrows],
         msize=index.msize[mrows],
-        field_names=names,
-    )
-
-
-def _concat(pieces: list[SampleIndex], names: tuple[str, ...]) -> SampleIndex:
-    counts = np.concatenate([np.diff(p.mstart) for p in pieces])
-    mstart = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=mstart[1:])
-    return SampleIndex(
-        keys=pa.concat_arrays([p.keys for p in pieces]),
-        shard=np.concatenate([p.shard for p in pieces]),
-        offset=np.concatenate([p.offset for p in pieces]),
-        length=np.concatenate([p.length for p in pieces]),
-        mstart=mstart,
-        mfield=np.concatenate([p.mfield for p in pieces]),
-        moffset=np.concatenate([p.moffset for p in pieces]),
-        msize=np.concatenate([p.msize for p in pieces]),
         field_names=names,
     )
 
