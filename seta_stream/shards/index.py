@@ -105,6 +105,21 @@ class SampleIndex:
             field_names=tuple(names.dictionary.to_pylist()),
         )
 
+    def rows(self, a: int, b: int) -> SampleIndex:
+        """Rows `a:b` as a `SampleIndex` of views (no copy but the shifted member starts)."""
+        m0, m1 = int(self.mstart[a]), int(self.mstart[b])
+        return SampleIndex(
+            keys=self.keys.slice(a, b - a),
+            shard=self.shard[a:b],
+            offset=self.offset[a:b],
+            length=self.length[a:b],
+            mstart=self.mstart[a : b + 1] - m0,
+            mfield=self.mfield[m0:m1],
+            moffset=self.moffset[m0:m1],
+            msize=self.msize[m0:m1],
+            field_names=self.field_names,
+        )
+
     def members_of(self, i: int) -> tuple[list[str], np.ndarray, np.ndarray]:
         a, b = self.mstart[i], self.mstart[i + 1]
         names = [self.field_names[c] for c in self.mfield[a:b]]

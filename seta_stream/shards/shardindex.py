@@ -156,7 +156,7 @@ class LazyIndex:
         info = self.manifest.shards[s]
         if self._whole is not None:
             a, b = int(self.first[s]), int(self.first[s + 1])
-            return self._recode(_slice(self._whole, a, b))
+            return self._recode(self._whole.rows(a, b))
         name = shard_index_name(info.name)
         source = self.store.path(name)
         try:  # no exists() first: one request, and a server ignoring Range sends bodies twice
@@ -266,21 +266,6 @@ def _by_shard(shards: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     order = np.argsort(shards, kind="stable")
     for grp in np.split(order, np.flatnonzero(np.diff(shards[order])) + 1) if len(order) else []:
         yield int(shards[grp[0]]), grp
-
-
-def _slice(index: SampleIndex, a: int, b: int) -> SampleIndex:
-    m0, m1 = int(index.mstart[a]), int(index.mstart[b])
-    return SampleIndex(
-        keys=index.keys.slice(a, b - a),
-        shard=index.shard[a:b],
-        offset=index.offset[a:b],
-        length=index.length[a:b],
-        mstart=index.mstart[a : b + 1] - m0,
-        mfield=index.mfield[m0:m1],
-        moffset=index.moffset[m0:m1],
-        msize=index.msize[m0:m1],
-        field_names=index.field_names,
-    )
 
 
 def _take(index: SampleIndex, rows: np.ndarray, names: tuple[str, ...]) -> SampleIndex:

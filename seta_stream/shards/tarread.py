@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from seta_stream.shards.shardindex import LazyIndex
 
 CHUNK_SAMPLES = 256
+GATHER_SAMPLES = 4 * CHUNK_SAMPLES  # index rows gathered at once (per-shard lookups amortised)
 CHUNK_BYTES = 8 << 20  # a chunk holds at most this many bytes (one sample may be larger)
 _HEADER_AT = np.r_[257:262, 124:136]  # the ustar magic and the size field of a header
 _USTAR = np.frombuffer(b"ustar", np.uint8)
@@ -61,18 +62,15 @@ def iter_local_tar(
     """`ds.read_raw(i)` for every `i` in `ids`, in order: a list per chunk read."""
     n = ds.index.num_samples
     buf: list[bytearray] = [bytearray()]  # one read buffer for the whole pass (see read_chunk)
-    for a in range(0, len(ids), CHUNK_SAMPLES):
-        block = ids[a : a + CHUNK_SAMPLES]
+    for a in range(0, len(ids), GATHER_SAMPLES):  # the index rows of a few chunks at once
+        block = ids[a : a + GATHER_SAMPLES]
         if int(block.min()) < 0 or int(block.max()) >= n:
             bad = int(block[(block < 0) | (block >= n)][0])
             raise IndexError(f"sample id {bad} out of range [0, {n})")
         idx = ds.index.gather(block)
-        if int(idx.length.sum()) <= CHUNK_BYTES:
-            yield read_chunk(ds, block, skip_errors=skip_errors, buf=buf, idx=idx)
-            continue
-        c = 0  # large samples: chunks of at most CHUNK_BYTES (one sample may be larger)
+        c = 0  # chunks of <= CHUNK_SAMPLES samples and CHUNK_BYTES (one sample may be larger)
         for b in chunk_ends(idx.length, max_samples=CHUNK_SAMPLES, max_bytes=CHUNK_BYTES):
-            yield read_chunk(ds, block[c:b], skip_errors=skip_errors, buf=buf)
+            yield read_chunk(ds, block[c:b], skip_errors=skip_errors, buf=buf, idx=idx.rows(c, b))
             c = b
 
 
