@@ -3,7 +3,7 @@
 
     python tools/shard.py convert SRC DST [--format tar|arrow] [--samples-per-shard N]
         [--max-shard-bytes B] [--compress zstd[:LEVEL]] [--workers N] [--shuffle --seed S]
-        [--part I/N] [--overwrite]
+        [--part I/N] [--overwrite] [--label COLUMN_OR_FIELD] [--strict]
     python tools/shard.py index DIR_OR_TARS... [--checksum] [--strict]
     python tools/shard.py verify DIR [--require-checksums]
     python tools/shard.py merge DIR
@@ -48,10 +48,7 @@ from seta_stream.shards import (
     upgrade,
     verify,
 )
-from seta_stream.shards.maintain import skipped_files, skipped_message
 from seta_stream.shards.shardindex import shard_index_name
-from seta_stream.shards.sources import TarSource
-from seta_stream.storage import Store
 
 
 def _size(text: str) -> int:
@@ -113,7 +110,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="path_columns",
         help="table column of file paths to read in (repeatable)",
     )
-    c.add_argument("--label", default=None, help="column/array holding integer class labels")
+    c.add_argument(
+        "--label",
+        default=None,
+        help="what holds the integer class labels, kept as the index's `label` column: a "
+        "table column, an .npz array, or a sample field of tars/files (e.g. cls)",
+    )
     i = sub.add_parser("index", help="index existing WebDataset tar shards in place")
     i.add_argument("paths", nargs="+", help="a folder of .tar shards, or .tar files in one folder")
     i.add_argument("--checksum", action="store_true", help="also sha256 every shard (reads data)")
@@ -208,17 +210,6 @@ def _index(
     return root, index_tars(root, names, checksum=checksum, strict=strict, storage_options=so)
 
 
-def _tar_folder_leftovers(src: str, source: object, so: dict[str, object]) -> None:
-    """Warn about (log) the files beside the tars when `convert` read a folder of tars."""
-    folder = os.path.isdir(src) if not _is_url(src) else not src.endswith(".tar")
-    if not isinstance(source, TarSource) or not folder or any(ch in src for ch in "*?["):
-        return
-    store = Store(src, so)
-    skipped = skipped_files(store, [posixpath.basename(p.rstrip("/")) for p in source.paths])
-    if skipped:
-        logging.getLogger("seta_stream").warning("%s", skipped_message(src, skipped))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     log = logging.getLogger("seta_stream")
@@ -250,10 +241,10 @@ def _run(args: argparse.Namespace, warnings: _Warnings) -> int:
                 layout=args.layout,
                 label=args.label,
                 storage_options=so,
+                strict=args.strict,
                 **({"key_column": args.key_column} if args.key_column else {}),
                 **({"path_columns": args.path_columns} if args.path_columns else {}),
             )
-            _tar_folder_leftovers(args.src, src, so)
             if args.strict and warnings.seen:
                 raise SeTaStreamError(
                     f"{len(warnings.seen)} warning(s) above, refused (--strict); nothing written"

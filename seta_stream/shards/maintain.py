@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,16 +35,14 @@ from seta_stream.shards.manifest import (
     write_manifest,
 )
 from seta_stream.shards.shardindex import SHARD_INDEX_DIR, shard_index_name
+from seta_stream.shards.skipped import SHOWN, skipped_files, skipped_message
 from seta_stream.shards.tarindex import scan_shard, scan_tar
 from seta_stream.shards.upgrade_v1 import file_sha256, split_v1_index
-from seta_stream.shards.wdsname import packed_archive, packed_archive_message
 from seta_stream.storage import Store
 
 log = logging.getLogger("seta_stream")
 
 _PART = re.compile(r"^dataset\.part-(\d{5})-of-(\d{5})\.json$")
-_OWN = re.compile(r"^(dataset\.json|dataset\.part-\d{5}-of-\d{5}\.json|index\.parquet)$")
-SHOWN = 5  # skipped files named in a message; the count says how many more
 NO_CHECKSUMS = "no checksums recorded: checked sizes and headers only"
 
 
@@ -119,35 +116,6 @@ def index_tars(
     )
     write_manifest(store, manifest)  # last: the dataset is finished
     return manifest
-
-
-def skipped_files(store: Store, used: Sequence[str]) -> list[str]:
-    """The files directly in `store`'s folder that are neither in `used` nor seta_stream's own
-    (`dataset.json`, part manifests, `index.parquet`, temporary `.NAME.tmp-…` files); sorted.
-    Folders are not listed (`index/` is ours; shards are never looked for in sub-folders)."""
-    keep = set(used)
-    out = []
-    for entry in store.fs.ls(store.root, detail=True):
-        name = posixpath.basename(str(entry["name"]).rstrip("/"))
-        if entry.get("type") == "directory" or name in keep or _OWN.match(name):
-            continue
-        if name.startswith(".") and ".tmp-" in name:
-            continue
-        out.append(name)
-    return sorted(out)
-
-
-def skipped_message(root: str, skipped: Sequence[str]) -> str:
-    """One line naming the files of `root` left out: the count, the first few, and a hint for
-    a compressed archive among them."""
-    shown = ", ".join(skipped[:SHOWN]) + (
-        f", … ({len(skipped) - SHOWN} more)" if len(skipped) > SHOWN else ""
-    )
-    message = f"{root}: {len(skipped)} file(s) skipped, not .tar shards: {shown}"
-    packed = [n for n in skipped if packed_archive(n)]
-    if packed:
-        message += f"; {packed_archive_message(packed[0])}"
-    return message
 
 
 def merge(

@@ -44,3 +44,30 @@ def read_file(path: str) -> bytes:
             return f.read()
     except OSError as e:
         raise SourceError(f"{path}: cannot read source file ({e.strerror})") from e
+
+
+def field_label(fields: Sequence[tuple[str, bytes]], field: str, where: str) -> int:
+    """The integer class label that sample field `field` holds (`label=` of a tar source, as
+    webdataset's `cls` field: decimal text such as `b"3"`), or a `SourceError` naming `where`."""
+    data = next((d for f, d in fields if f == field), None)
+    if data is None:
+        raise SourceError(
+            f"{where}: no field {field!r} for the label (label={field!r}); "
+            f"its fields are {[f for f, _ in fields]}"
+        )
+    try:
+        return int(data.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise SourceError(
+            f"{where}: field {field!r} holds {data[:40]!r}, not an integer; label={field!r} "
+            "needs a class number in decimal text (as webdataset's .cls)"
+        ) from None
+
+
+def check_label_field(label: str | None, fields: Sequence[str], where: str) -> None:
+    """Refuse `label=` up front when no sample of the source has that field."""
+    if label is not None and label not in fields:
+        raise SourceError(
+            f"{where}: no sample has the field {label!r} (label={label!r}); "
+            f"the fields are {sorted(fields)}"
+        )

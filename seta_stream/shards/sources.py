@@ -7,7 +7,6 @@ conversion can shuffle, split into parts and hand chunks to worker processes by 
 from __future__ import annotations
 
 import io
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,16 @@ import numpy as np
 
 from seta_stream.errors import SourceError
 from seta_stream.remote import Request, Span, coalesce
-from seta_stream.shards.sourcebase import LABEL_NAMES, Sample, Source, read_file
+from seta_stream.shards.manifest import MANIFEST_NAME
+from seta_stream.shards.skipped import report_skipped, skipped_files
+from seta_stream.shards.sourcebase import (
+    LABEL_NAMES,
+    Sample,
+    Source,
+    check_label_field,
+    field_label,
+    read_file,
+)
 from seta_stream.shards.tarindex import scan_shard
 from seta_stream.shards.wdsname import (
     empty_field_message,
@@ -33,11 +41,11 @@ from seta_stream.storage import Store
 class FilesSource(Source):
     """A folder of `KEY.EXT` files grouped by key, WebDataset style (nested folders allowed)."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, *, strict: bool = False, label: str | None = None):
         self.root = root
         self.description = f"folder of key-grouped files {root}"
         groups: dict[str, list[tuple[str, str]]] = {}
-        for rel in _walk(root):
+        for rel in _walk(root, strict=strict):
             if is_skipped(rel):
                 continue
             parts = split_name(rel)
@@ -52,15 +60,20 @@ class FilesSource(Source):
             raise SourceError(f"{root}: no files named KEY.EXT found")
         self.samples = sorted(groups.items())
         self.fields = tuple(sorted({e for g in groups.values() for e, _ in g}))
+        check_label_field(label, self.fields, self.description)
+        self.label = label
+        self.metadata_columns = ("label",) if label else ()
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def load(self, i: int) -> Sample:
         key, files = self.samples[i]
-        return Sample(
-            key=key, fields=[(ext, read_file(os.path.join(self.root, r))) for ext, r in files]
-        )
+        fields = [(ext, read_file(os.path.join(self.root, r))) for ext, r in files]
+        if self.label is None:
+            return Sample(key=key, fields=fields)
+        label = field_label(fields, self.label, f"{self.root}: sample {key!r}")
+        return Sample(key=key, fields=fields, meta={"label": label})
 
 
 class ImageFolderSource(Source):
@@ -68,14 +81,14 @@ class ImageFolderSource(Source):
 
     metadata_columns = ("label",)
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, *, strict: bool = False):
         self.root = root
         self.classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
         self.description = f"image folder {root} ({len(self.classes)} classes)"
         self.extra = {"classes": self.classes}
         self.samples: list[tuple[int, str]] = []
         for c, name in enumerate(self.classes):
-            self.samples += [(c, os.path.join(name, f)) for f in _class_files(root, name)]
+            self.samples += [(c, os.path.join(name, f)) for f in _class_files(root, name, strict)]
         if not self.samples:
             raise SourceError(f"{root}: class folders hold no files")
         exts = {(f.rpartition(".")[2] or "bin").lower() for _, f in self.samples}
@@ -97,11 +110,12 @@ class ImageFolderSource(Source):
         )
 
 
-def _walk(root: str) -> list[str]:
+def _walk(root: str, *, strict: bool) -> list[str]:
     """Every file under `root` (relative, `/`-separated, sorted) for `FilesSource`.
 
     A compressed archive or a `KEY.` name (empty field) is refused; the files that name no
-    sample field (no `KEY.EXT` name, WebDataset meta paths) are named in one warning.
+    sample field (no `KEY.EXT` name, WebDataset meta paths) are named in one warning (an error
+    with `strict`).
     """
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -118,16 +132,17 @@ def _walk(root: str) -> list[str]:
             unused.append(rel)
         elif not parts[1]:
             raise SourceError(f"{os.path.join(root, rel)}: {empty_field_message(rel)}")
-    _warn_unused(root, unused, "no KEY.EXT name, or a WebDataset meta path")
+    report_skipped(root, unused, "no KEY.EXT name or a WebDataset meta path", strict=strict)
     return out
 
 
-def _class_files(root: str, name: str) -> list[str]:
+def _class_files(root: str, name: str, strict: bool) -> list[str]:
     """The files of class folder `root/name` for `ImageFolderSource`, sorted; hidden files
-    are left out with a warning, a compressed archive is refused."""
+    are left out with a warning (an error with `strict`), a compressed archive is refused."""
     files = sorted(e.name for e in os.scandir(os.path.join(root, name)) if e.is_file())
     _refuse_packed(os.path.join(root, name), files)
-    _warn_unused(os.path.join(root, name), [f for f in files if f.startswith(".")], "hidden")
+    hidden = [f for f in files if f.startswith(".")]
+    report_skipped(os.path.join(root, name), hidden, "hidden files", strict=strict)
     return [f for f in files if not f.startswith(".")]
 
 
@@ -136,14 +151,6 @@ def _refuse_packed(root: str, rels: list[str]) -> None:
     if packed:
         more = f" (and {len(packed) - 1} more)" if len(packed) > 1 else ""
         raise SourceError(packed_archive_message(os.path.join(root, packed[0])) + more)
-
-
-def _warn_unused(root: str, unused: list[str], why: str) -> None:
-    if unused:
-        more = f", … ({len(unused) - 5} more)" if len(unused) > 5 else ""
-        logging.getLogger("seta_stream").warning(
-            "%s: %d file(s) skipped (%s): %s%s", root, len(unused), why, ", ".join(unused[:5]), more
-        )
 
 
 def is_image_folder(root: str) -> bool:
@@ -220,10 +227,17 @@ class TarSource(Source):
 
     Paths may be fsspec URLs (`s3://bucket/shards/a.tar`): their headers are read by exact
     ranged requests, and each sample's members by ranged requests, retried (`Store`).
+    `label=FIELD`: the integer that field `FIELD` of each sample holds (decimal text, as
+    webdataset's `cls`) becomes the `label` metadata column; a sample without it, or with
+    something else in it, is an error naming the shard and the sample.
     """
 
     def __init__(
-        self, paths: Sequence[str], *, storage_options: Mapping[str, Any] | None = None
+        self,
+        paths: Sequence[str],
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        label: str | None = None,
     ) -> None:
         self.paths = list(paths)
         if not self.paths:
@@ -238,6 +252,9 @@ class TarSource(Source):
                 self.samples.append((t, s.key, [(m[0], m[1], m[2]) for m in s.members]))
         self.fields = tuple(sorted({m[0] for _, _, ms in self.samples for m in ms}))
         self.description = f"{len(self.paths)} tar shards ({len(self.samples)} samples)"
+        check_label_field(label, self.fields, self.description)
+        self.label = label
+        self.metadata_columns = ("label",) if label else ()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -247,7 +264,7 @@ class TarSource(Source):
         if self.stores[t][0].is_local:
             with open(self.paths[t], "rb") as f:
                 fields = [(ext, os.pread(f.fileno(), size, off)) for ext, off, size in members]
-            return Sample(key=key, fields=fields)
+            return self._sample(t, key, fields)
         return self.load_many([i])[0]
 
     def load_many(self, ids: Sequence[int]) -> list[Sample]:
@@ -271,10 +288,17 @@ class TarSource(Source):
                     data[k] = body[spans[k].start - req.span.start : spans[k].end - req.span.start]
         out, k = [], 0
         for i in ids:
-            _, key, members = self.samples[i]
-            out.append(Sample(key=key, fields=[(m[0], data[k + j]) for j, m in enumerate(members)]))
+            t, key, members = self.samples[i]
+            fields = [(m[0], data[k + j]) for j, m in enumerate(members)]
+            out.append(self._sample(t, key, fields))
             k += len(members)
         return out
+
+    def _sample(self, t: int, key: str, fields: list[tuple[str, bytes]]) -> Sample:
+        if self.label is None:
+            return Sample(key=key, fields=fields)
+        label = field_label(fields, self.label, f"{self.paths[t]}: sample {key!r}")
+        return Sample(key=key, fields=fields, meta={"label": label})
 
 
 def _store_of(path: str, storage_options: Mapping[str, Any] | None) -> tuple[Store, str]:
@@ -316,13 +340,20 @@ def open_source(
     layout: str = "auto",
     label: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    strict: bool = False,
     **table: Any,
 ) -> Source:
     """Pick the source type from what `src` is (override folders with `layout`).
 
-    A folder of Parquet files, or one `datasets.Dataset.save_to_disk` wrote, is one table.
+    A folder holding `dataset.json` is a seta_stream dataset: re-sharded through its index,
+    its metadata columns kept. A folder of Parquet files, or one `datasets.Dataset.save_to_disk`
+    wrote, is one table. An fsspec URL (`s3://…`) must name tar shards: a `.tar`, a glob, or a
+    folder of them.
 
-    An fsspec URL (`s3://…`) must name tar shards: a `.tar`, a glob, or a folder of them.
+    `label`: the table column or `.npz` array, or for tars and key-grouped files the field
+    (e.g. `cls`), holding integer class labels; it becomes the `label` metadata column.
+    Nothing is left out without a word: the files of a folder that are not used are named in a
+    warning (logger `seta_stream`), an error with `strict=True`; archives are refused.
     """
     from seta_stream.shards.tableread import table_folder_kind
     from seta_stream.shards.tables import TableSource
@@ -330,7 +361,12 @@ def open_source(
     if is_url(src):
         if layout not in ("auto", "tars"):
             raise SourceError(f"{src}: a remote source is read as tar shards, not {layout!r}")
-        return TarSource(_remote_tars(src, storage_options), storage_options=storage_options)
+        paths = _remote_tars(src, storage_options)
+        if not any(ch in src for ch in "*?[") and not src.endswith(".tar"):
+            _report_leftovers(
+                src, [p.rstrip("/").rpartition("/")[2] for p in paths], strict, storage_options
+            )
+        return TarSource(paths, storage_options=storage_options, label=label)
     p = Path(src)
     if any(ch in src for ch in "*?["):
         paths = (
@@ -338,25 +374,40 @@ def open_source(
             if not p.is_absolute()
             else sorted(str(x) for x in Path(p.anchor).glob(str(p.relative_to(p.anchor))))
         )
-        return TarSource(paths)
+        return TarSource(paths, label=label)
     if not p.exists():
         raise SourceError(f"{src}: no such file or folder")
     if p.is_dir():
         tars = sorted(str(x) for x in p.glob("*.tar"))
+        if layout in ("auto", "tars") and (p / MANIFEST_NAME).is_file():
+            from seta_stream.shards.datasetsource import DatasetSource
+
+            source = DatasetSource(src, label=label)
+            shards = [s.name for s in source.dataset.manifest.shards]
+            _report_leftovers(src, shards, strict)
+            return source
         if layout == "auto" and not tars and table_folder_kind(p):  # datasets' exports
             return TableSource(src, label=label, **table)
         if layout == "tars" or (layout == "auto" and tars and not is_image_folder(src)):
-            return TarSource(tars)
+            _report_leftovers(src, [os.path.basename(t) for t in tars], strict)
+            return TarSource(tars, label=label)
         if layout == "imagefolder" or (layout == "auto" and is_image_folder(src)):
-            return ImageFolderSource(src)
-        return FilesSource(src)
+            return ImageFolderSource(src, strict=strict)
+        return FilesSource(src, strict=strict, label=label)
     suffix = p.suffix.lower()
     if suffix == ".npz":
         return NpzSource(src, label=label)
     if suffix == ".tar":
-        return TarSource([src])
+        return TarSource([src], label=label)
     if suffix in (".parquet", ".csv", ".jsonl", ".ndjson"):
         return TableSource(src, label=label, **table)
     raise SourceError(
         f"{src}: unknown source type {suffix!r} (folder, .npz, .parquet, .csv, .jsonl, .tar)"
     )
+
+
+def _report_leftovers(
+    src: str, used: list[str], strict: bool, storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Name the files of folder `src` beside the shards it is read from (`skipped`'s rule)."""
+    report_skipped(src, skipped_files(Store(src, storage_options), used), strict=strict)

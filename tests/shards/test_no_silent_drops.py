@@ -134,7 +134,7 @@ def test_convert_folder_names_unused_files(
     dst = tmp_path / "out"
     assert shard.main(["convert", str(src), str(dst), "--strict"]) == 1
     err = capsys.readouterr().err
-    assert "README" in err and "refused (--strict)" in err and not dst.exists()
+    assert "README" in err and "(refused: strict)" in err and not dst.exists()
     assert shard.main(["convert", str(src), str(dst)]) == 0
     err = capsys.readouterr().err
     assert "shard.py convert: warning:" in err and "1 file(s) skipped" in err and "README" in err
