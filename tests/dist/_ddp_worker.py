@@ -60,6 +60,7 @@ def main(shards: str, out: str) -> None:
         del it
     with SeTaStream(shards, policy=POLICY, losses=losses, seed=SEED) as stream:
         stream.load_state_dict(state["stream"], loader=state["loader"])
+        steps = stream.steps_per_epoch(BATCH, num_workers=1)
         after = [
             b["__index__"].tolist() for b in DataLoader(stream, batch_size=BATCH, num_workers=1)
         ]
@@ -68,6 +69,8 @@ def main(shards: str, out: str) -> None:
             "after": [i for b in after for i in b],
             "digest": state["stream"]["selection"],
             "len": len(stream),
+            "steps": steps,
+            "batches": len(after),
             "read": stream.stats()["samples_read"],
         }
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(report))
