@@ -461,6 +461,14 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self._resume, self._iterated_here, self._stages, self._iter = r, False, (), None
         done = (Stage(num_workers=1, yielded=(self._selected,)),) if r.complete else r.stages
         self._resumed = done or ()  # None: the loader's state holds the position
+        if done is None:
+            _log.warning(
+                "resuming epoch %d from a state saved while DataLoader workers read it: the "
+                "position is in the loader's state, so len(stream) and steps_per_epoch() count "
+                "the whole epoch; pass loader=<its state> to stream.load_state_dict to count "
+                "what remains",
+                r.epoch,
+            )
 
     def _recorded_selection(self, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The epoch's selection as it was when the epoch began (rank 0 reads, all receive)."""

@@ -60,3 +60,35 @@ def test_after_resume_the_rest_of_the_epoch(shards: Path, tmp_path: Path, drop_l
         assert len(sizes) == expect and sum(sizes) <= len(b)
         b.set_epoch(1)  # the next epoch counts whole again
         assert len(b) == full and b.steps_per_epoch(batch) == -(-full // batch)
+
+
+# torchdata 0.11's StatefulDataLoader calls torch.set_vital, deprecated in torch 2.13.
+@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated:UserWarning")
+def test_after_resume_with_workers_the_loader_state_gives_the_rest(
+    shards: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    policy, batch = Static(prune_ratio=0.6), 32  # 400 samples: 200 a worker
+    with SeTaStream(shards, policy=policy, losses=tmp_path / "l", decode=None) as a:
+        a.set_epoch(0)
+        la = StatefulDataLoader(a, batch_size=batch, num_workers=2, collate_fn=_count)
+        it = iter(la)
+        taken = [next(it) for _ in range(3)]
+        ckpt = {"stream": a.state_dict(), "loader": la.state_dict()}
+        del it
+    rest = 400 - sum(taken)
+    with SeTaStream(shards, policy=policy, losses=tmp_path / "l", decode=None) as b:
+        with caplog.at_level("WARNING", logger="seta_stream"):
+            b.load_state_dict(ckpt["stream"])  # no position of its own: the loader has it
+        assert "pass loader=" in caplog.text and len(b) == 400
+    caplog.clear()
+    with SeTaStream(shards, policy=policy, losses=tmp_path / "l", decode=None) as c:
+        with caplog.at_level("WARNING", logger="seta_stream"):
+            c.load_state_dict(ckpt["stream"], loader=ckpt["loader"])
+        assert not caplog.records and len(c) == rest
+        expect = c.steps_per_epoch(batch, num_workers=2)
+        lc = StatefulDataLoader(c, batch_size=batch, num_workers=2, collate_fn=_count)
+        lc.load_state_dict(ckpt["loader"])
+        sizes = list(lc)
+        assert (len(sizes), sum(sizes)) == (expect, rest)
