@@ -48,7 +48,7 @@ from seta_stream.shards import (
     upgrade,
     verify,
 )
-from seta_stream.shards.shardindex import shard_index_name
+from seta_stream.shards.datasetsource import index_columns
 
 
 def _size(text: str) -> int:
@@ -167,15 +167,9 @@ def _info(root: str, storage_options: dict[str, object]) -> None:
     if m.metadata_columns:
         print(f"metadata      {', '.join(m.metadata_columns)}")
     if "label" in m.metadata_columns:
-        import pyarrow.parquet as pq
-
-        files = [m.index_name]
-        if m.per_shard_index:
-            files = [shard_index_name(s.name) for s in m.shards]
         counts: collections.Counter[object] = collections.Counter()
-        for name in files:  # one file's label column at a time
-            with ds.store.open(name) as f:
-                counts.update(pq.read_table(f, columns=["label"])["label"].to_pylist())
+        for table in index_columns(ds, ["label"]):  # one file's label column at a time
+            counts.update(table["label"].to_pylist())
         print("labels        " + ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
     print(f"fingerprint   {m.fingerprint}")
 

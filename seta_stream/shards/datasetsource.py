@@ -10,13 +10,15 @@ manifest's `classes`. `label=FIELD` makes the integer in field `FIELD` of every 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from seta_stream.shards.reader import Dataset
-from seta_stream.shards.scan import scan_index
+from seta_stream.shards.shardindex import shard_index_name
 from seta_stream.shards.sourcebase import Sample, Source, check_label_field, field_label
 
 
@@ -39,9 +41,9 @@ class DatasetSource(Source):
         self.label = label
         columns = list(m.metadata_columns)
         self.meta: dict[str, list[Any]] = {}
-        if columns:  # one column list per metadata column, in sample-id order
-            frame = scan_index(self.root, storage_options=storage_options).select(columns)
-            self.meta = frame.collect().to_dict(as_series=False)
+        if columns:  # one list per metadata column, in sample-id order
+            tables = list(index_columns(self.dataset, columns))
+            self.meta = pa.concat_tables(tables).to_pydict()
         self.metadata_columns = tuple(columns) + (
             ("label",) if label and "label" not in columns else ()
         )
@@ -64,3 +66,13 @@ class DatasetSource(Source):
                 meta["label"] = field_label(fields, self.label, self.dataset.index.where(i))
             out.append(Sample(key=raw["__key__"], fields=fields, meta=meta))
         return out
+
+
+def index_columns(dataset: Dataset, columns: Sequence[str]) -> Iterator[pa.Table]:
+    """`columns` of the dataset's index, one index file at a time in sample-id order (local or
+    through the dataset's store, so any fsspec URL)."""
+    m = dataset.manifest
+    names = [shard_index_name(s.name) for s in m.shards] if m.per_shard_index else [m.index_name]
+    for name in names:
+        with dataset.store.open(name) as f:
+            yield pq.read_table(f, columns=list(columns))

@@ -361,8 +361,11 @@ def open_source(
     if is_url(src):
         if layout not in ("auto", "tars"):
             raise SourceError(f"{src}: a remote source is read as tar shards, not {layout!r}")
+        folder = not any(ch in src for ch in "*?[") and not src.endswith(".tar")
+        if folder and Store(src, storage_options).exists(MANIFEST_NAME):
+            return _dataset_source(src, label, strict, storage_options)
         paths = _remote_tars(src, storage_options)
-        if not any(ch in src for ch in "*?[") and not src.endswith(".tar"):
+        if folder:
             _report_leftovers(
                 src, [p.rstrip("/").rpartition("/")[2] for p in paths], strict, storage_options
             )
@@ -380,12 +383,7 @@ def open_source(
     if p.is_dir():
         tars = sorted(str(x) for x in p.glob("*.tar"))
         if layout in ("auto", "tars") and (p / MANIFEST_NAME).is_file():
-            from seta_stream.shards.datasetsource import DatasetSource
-
-            source = DatasetSource(src, label=label)
-            shards = [s.name for s in source.dataset.manifest.shards]
-            _report_leftovers(src, shards, strict)
-            return source
+            return _dataset_source(src, label, strict, None)
         if layout == "auto" and not tars and table_folder_kind(p):  # datasets' exports
             return TableSource(src, label=label, **table)
         if layout == "tars" or (layout == "auto" and tars and not is_image_folder(src)):
@@ -404,6 +402,18 @@ def open_source(
     raise SourceError(
         f"{src}: unknown source type {suffix!r} (folder, .npz, .parquet, .csv, .jsonl, .tar)"
     )
+
+
+def _dataset_source(
+    src: str, label: str | None, strict: bool, storage_options: Mapping[str, Any] | None
+) -> Source:
+    """A seta_stream dataset as the source; the files beside its shards are named."""
+    from seta_stream.shards.datasetsource import DatasetSource
+
+    source = DatasetSource(src, label=label, storage_options=storage_options)
+    shards = [s.name for s in source.dataset.manifest.shards]
+    _report_leftovers(src, shards, strict, storage_options)
+    return source
 
 
 def _report_leftovers(

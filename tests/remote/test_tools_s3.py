@@ -8,9 +8,11 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from seta_stream.shards import Dataset, read_samples
+from seta_stream.shards.datasetsource import index_columns
 from seta_stream.shards.tarindex import scan_tar
 
 pytestmark = pytest.mark.remote
@@ -108,11 +110,16 @@ def test_upgrade_a_version_1_dataset_on_s3(
 
 
 def test_convert_from_remote_tars_to_s3(s3: Any, s3_ds: str, bucket: str, local_ds: Path) -> None:
-    """Re-sharding: remote tar shards in, remote tar shards out."""
+    """Re-sharding: a remote dataset in (read through its index), remote tar shards out;
+    `--label cls` makes each sample's `.cls` the label column."""
     argv = ["convert", s3_ds, f"s3://{bucket}/re", "--samples-per-shard", "100", *_opts(s3)]
-    assert _cli().main(argv) == 0
+    assert _cli().main([*argv, "--label", "cls"]) == 0
     ds = Dataset.open(f"s3://{bucket}/re", storage_options=s3.storage_options)
     assert ds.num_samples == 240 and len(ds.manifest.shards) == 3
+    assert ds.manifest.metadata_columns == ("label",)
+    index = pa.concat_tables(index_columns(ds, ["label"]))
+    keys = [k.as_py() for s in range(3) for k in ds.index.shard(s).keys]
+    assert index["label"].to_pylist() == [int(k) % 10 for k in keys]
     ids = np.array([0, 150, 239])
     got = [r["bin"] for r in read_samples(ds, ids)]
     want = [r["bin"] for r in read_samples(local_ds, ids)]

@@ -149,7 +149,8 @@ def test_reshard_dataset_keeps_metadata_columns(tmp_path: Path, fmt: str) -> Non
     assert src.metadata_columns == Dataset.open(first).manifest.metadata_columns
     assert {"label", "score", "caption"} <= set(src.metadata_columns)
     again = tmp_path / "again"
-    m = convert(src, again, ConvertOptions(samples_per_shard=7, shuffle=True, progress=False))
+    opts = ConvertOptions(samples_per_shard=7, shuffle=True, workers=2, progress=False)
+    m = convert(src, again, opts)  # the source pickled into worker processes
     assert len(m.shards) == 5 and m.metadata_columns == src.metadata_columns
     after = scan_index(again).drop("sample_id", "shard", "offset", "length", "members")
     assert after.sort("key").collect().equals(before.sort("key").collect())
