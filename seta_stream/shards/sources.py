@@ -7,6 +7,7 @@ conversion can shuffle, split into parts and hand chunks to worker processes by 
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -377,6 +378,7 @@ def open_source(
             if not p.is_absolute()
             else sorted(str(x) for x in Path(p.anchor).glob(str(p.relative_to(p.anchor))))
         )
+        _warn_dataset_tars(paths)
         return TarSource(paths, label=label)
     if not p.exists():
         raise SourceError(f"{src}: no such file or folder")
@@ -396,6 +398,7 @@ def open_source(
     if suffix == ".npz":
         return NpzSource(src, label=label)
     if suffix == ".tar":
+        _warn_dataset_tars([src])
         return TarSource([src], label=label)
     if suffix in (".parquet", ".csv", ".jsonl", ".ndjson"):
         return TableSource(src, label=label, **table)
@@ -414,6 +417,24 @@ def _dataset_source(
     shards = [s.name for s in source.dataset.manifest.shards]
     _report_leftovers(src, shards, strict, storage_options)
     return source
+
+
+def _warn_dataset_tars(paths: list[str]) -> None:
+    """Tars of a seta_stream dataset named one by one are read as plain tars: say that its
+    metadata columns are not carried over (the folder as the source keeps them)."""
+    from seta_stream.shards.manifest import read_manifest
+
+    for folder in sorted({os.path.dirname(os.path.abspath(t)) for t in paths}):
+        if not os.path.isfile(os.path.join(folder, MANIFEST_NAME)):
+            continue
+        columns = read_manifest(Store(folder)).metadata_columns
+        if columns:
+            logging.getLogger("seta_stream").warning(
+                "%s: tars of a seta_stream dataset named one by one are read as plain tars, "
+                "without its metadata columns %s; give the folder as the source to keep them",
+                folder,
+                list(columns),
+            )
 
 
 def _report_leftovers(

@@ -158,6 +158,18 @@ def test_reshard_dataset_keeps_metadata_columns(tmp_path: Path, fmt: str) -> Non
     assert one["x.json"] == [float(int(one["__key__"][1:])), 1.0]
 
 
+def test_tars_of_a_dataset_named_one_by_one_say_what_is_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = _table_dataset(tmp_path, samples_per_shard=8)
+    for src in (str(first / "*.tar"), str(first / "shard-000001.tar")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="seta_stream"):
+            assert isinstance(open_source(src), TarSource)
+        assert "without its metadata columns ['label', 'score', 'caption']" in caplog.text
+        assert "give the folder" in caplog.text
+
+
 def test_reshard_dataset_label_from_a_field_replaces_the_column(tmp_path: Path) -> None:
     images = tmp_path / "images"
     for c, n in (("ant", 3), ("bee", 2)):
