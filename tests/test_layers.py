@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seta_stream"
 
 _FORMAT = "manifest index indexcheck shardindex scan tarread reader writer decode wdsname tarindex"
 _CONVERSION = "convert sources sourcebase datasetsource skipped tables tableread magic maintain"
-_CONVERSION += " upgrade_v1 indexwriter"
+_CONVERSION += " tarsource upgrade_v1 indexwriter"
 LAYERS: dict[str, tuple[str, ...]] = {  # modules by name under seta_stream/
     "base": ("errors",),
     "bytes": ("storage", "remote", "cache", "chunks", "prefetch"),
