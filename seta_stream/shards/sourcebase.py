@@ -71,3 +71,24 @@ def check_label_field(label: str | None, fields: Sequence[str], where: str) -> N
             f"{where}: no sample has the field {label!r} (label={label!r}); "
             f"the fields are {sorted(fields)}"
         )
+
+
+class FieldLabelSource(Source):
+    """A source whose samples are sets of fields (tars, key-grouped files): `label=FIELD`
+    makes the integer in field `FIELD` of each sample the `label` metadata column."""
+
+    label: str | None = None
+
+    def use_label(self, label: str | None) -> None:
+        """Call once `fields` and `description` are set."""
+        check_label_field(label, self.fields, self.description)
+        self.label = label
+        self.metadata_columns = ("label",) if label else ()
+
+    def sample(self, key: str, fields: list[tuple[str, bytes]], where: str) -> Sample:
+        """The sample, with its label when asked for (`where` names it in an error)."""
+        if self.label is None:
+            return Sample(key=key, fields=fields)
+        return Sample(
+            key=key, fields=fields, meta={"label": field_label(fields, self.label, where)}
+        )

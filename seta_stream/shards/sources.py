@@ -20,10 +20,9 @@ from seta_stream.shards.manifest import MANIFEST_NAME
 from seta_stream.shards.skipped import report_skipped, skipped_files
 from seta_stream.shards.sourcebase import (
     LABEL_NAMES,
+    FieldLabelSource,
     Sample,
     Source,
-    check_label_field,
-    field_label,
     read_file,
 )
 from seta_stream.shards.tarsource import TarSource, is_url, remote_tars
@@ -37,7 +36,7 @@ from seta_stream.shards.wdsname import (
 from seta_stream.storage import Store
 
 
-class FilesSource(Source):
+class FilesSource(FieldLabelSource):
     """A folder of `KEY.EXT` files grouped by key, WebDataset style (nested folders allowed)."""
 
     def __init__(self, root: str, *, strict: bool = False, label: str | None = None):
@@ -59,9 +58,7 @@ class FilesSource(Source):
             raise SourceError(f"{root}: no files named KEY.EXT found")
         self.samples = sorted(groups.items())
         self.fields = tuple(sorted({e for g in groups.values() for e, _ in g}))
-        check_label_field(label, self.fields, self.description)
-        self.label = label
-        self.metadata_columns = ("label",) if label else ()
+        self.use_label(label)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -69,10 +66,7 @@ class FilesSource(Source):
     def load(self, i: int) -> Sample:
         key, files = self.samples[i]
         fields = [(ext, read_file(os.path.join(self.root, r))) for ext, r in files]
-        if self.label is None:
-            return Sample(key=key, fields=fields)
-        label = field_label(fields, self.label, f"{self.root}: sample {key!r}")
-        return Sample(key=key, fields=fields, meta={"label": label})
+        return self.sample(key, fields, f"{self.root}: sample {key!r}")
 
 
 class ImageFolderSource(Source):

@@ -12,12 +12,12 @@ from typing import Any
 
 from seta_stream.errors import SourceError
 from seta_stream.remote import Request, Span, coalesce
-from seta_stream.shards.sourcebase import Sample, Source, check_label_field, field_label
+from seta_stream.shards.sourcebase import FieldLabelSource, Sample
 from seta_stream.shards.tarindex import scan_shard
 from seta_stream.storage import Store
 
 
-class TarSource(Source):
+class TarSource(FieldLabelSource):
     """Existing WebDataset tar shards (re-sharding); samples grouped as webdataset does.
 
     Paths may be fsspec URLs (`s3://bucket/shards/a.tar`): their headers are read by exact
@@ -47,9 +47,7 @@ class TarSource(Source):
                 self.samples.append((t, s.key, [(m[0], m[1], m[2]) for m in s.members]))
         self.fields = tuple(sorted({m[0] for _, _, ms in self.samples for m in ms}))
         self.description = f"{len(self.paths)} tar shards ({len(self.samples)} samples)"
-        check_label_field(label, self.fields, self.description)
-        self.label = label
-        self.metadata_columns = ("label",) if label else ()
+        self.use_label(label)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -59,7 +57,7 @@ class TarSource(Source):
         if self.stores[t][0].is_local:
             with open(self.paths[t], "rb") as f:
                 fields = [(ext, os.pread(f.fileno(), size, off)) for ext, off, size in members]
-            return self._sample(t, key, fields)
+            return self.sample(key, fields, f"{self.paths[t]}: sample {key!r}")
         return self.load_many([i])[0]
 
     def load_many(self, ids: Sequence[int]) -> list[Sample]:
@@ -85,15 +83,9 @@ class TarSource(Source):
         for i in ids:
             t, key, members = self.samples[i]
             fields = [(m[0], data[k + j]) for j, m in enumerate(members)]
-            out.append(self._sample(t, key, fields))
+            out.append(self.sample(key, fields, f"{self.paths[t]}: sample {key!r}"))
             k += len(members)
         return out
-
-    def _sample(self, t: int, key: str, fields: list[tuple[str, bytes]]) -> Sample:
-        if self.label is None:
-            return Sample(key=key, fields=fields)
-        label = field_label(fields, self.label, f"{self.paths[t]}: sample {key!r}")
-        return Sample(key=key, fields=fields, meta={"label": label})
 
 
 def _store_of(path: str, storage_options: Mapping[str, Any] | None) -> tuple[Store, str]:
