@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The pinned CPU build first: an open torch range on an empty venv would pull a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	# the `ray` extra too, so that the tests marked `ray` run (a local 2-CPU Ray cluster)
+	$(BIN)/pip install -q -e '.[test,ray]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -26,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not dist and not remote"
+	$(BIN)/python -m pytest -q -m "not slow and not dist and not remote and not ray"
 
 # Benchmarks (BENCHMARKS.md): peers need their own environment (.venv-bench: LitData and
 # MosaicML Streaming installed with --no-deps beside the CPU torch).

@@ -7,6 +7,7 @@ import gc
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -92,3 +93,27 @@ def _work_folders() -> Iterator[None]:
         except (OSError, ValueError, KeyError):
             continue
     assert not ours, f"work folders left by SeTaStreams still referenced at the end: {ours}"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[ModuleType]:
+    """A local Ray cluster of 2 CPUs for the session (tests marked `ray`); its session files
+    go to a temp folder removed at the end."""
+    import ray
+    import ray.data
+
+    folder = tempfile.mkdtemp(prefix="seta-ray-")
+    try:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=256 << 20,
+            log_to_driver=False,
+            _temp_dir=folder,
+        )
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)

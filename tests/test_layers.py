@@ -11,7 +11,9 @@ The layers, lowest first (a module may import its own layer and the ones its lay
 - format: shards as written and read (manifest, index and its checks, tar/Arrow readers and
   writer, decoders);
 - losses: the loss table and the selection policies;
-- conversion: sources and `convert`, index/merge/verify of existing shards, upgrades;
+- conversion: sources and `convert`, index/merge/verify of existing shards, upgrades, and
+  the same on a Ray cluster (`ray`: the shard sink and parallel indexing; the only module
+  that imports Ray, an extra);
 - stream: the plan, the read loop, resume, the work folder and `SeTaStream`.
 """
 
@@ -33,7 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {  # modules by name under seta_stream/
     "bytes": ("storage", "remote", "cache", "chunks", "prefetch"),
     "format": tuple(f"shards.{m}" for m in _FORMAT.split()),
     "losses": ("losses", "policies"),  # whole subpackages
-    "conversion": tuple(f"shards.{m}" for m in _CONVERSION.split()),
+    "conversion": (*(f"shards.{m}" for m in _CONVERSION.split()), "ray"),
     "stream": ("plan", "reading", "resume", "workdir", "stream", "distributed"),
 }
 MAY_IMPORT: dict[str, set[str]] = {
@@ -162,3 +164,13 @@ def test_no_import_of_a_higher_layer(layer: str) -> None:
         if layer_of(t) not in allowed
     ]
     assert not bad, "\n".join(bad)
+
+
+def test_only_the_ray_module_imports_ray() -> None:
+    """`import seta_stream` works without the `ray` extra installed."""
+    users = sorted(
+        m
+        for m in MODULES
+        if any(mod == "ray" or mod.startswith("ray.") for mod, _, _ in _imports(m))
+    )
+    assert users == ["seta_stream.ray"]

@@ -4,7 +4,7 @@
     python tools/shard.py convert SRC DST [--format tar|arrow] [--samples-per-shard N]
         [--max-shard-bytes B] [--compress zstd[:LEVEL]] [--workers N] [--shuffle --seed S]
         [--part I/N] [--overwrite] [--label COLUMN_OR_FIELD] [--strict]
-    python tools/shard.py index DIR_OR_TARS... [--checksum] [--strict]
+    python tools/shard.py index DIR_OR_TARS... [--checksum] [--strict] [--ray [--shards-per-task N]]
     python tools/shard.py verify DIR [--require-checksums]
     python tools/shard.py merge DIR
     python tools/shard.py upgrade DIR
@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("index", help="index existing WebDataset tar shards in place")
     i.add_argument("paths", nargs="+", help="a folder of .tar shards, or .tar files in one folder")
     i.add_argument("--checksum", action="store_true", help="also sha256 every shard (reads data)")
+    i.add_argument(
+        "--ray",
+        action="store_true",
+        help="scan on Ray, one task per group of shards (the cluster of RAY_ADDRESS, else a "
+        "local one); needs pip install 'seta_stream[ray]'",
+    )
+    i.add_argument("--shards-per-task", type=int, default=64, help="with --ray (default 64)")
     for command in (c, i):
         command.add_argument(
             "--strict",
@@ -188,20 +195,37 @@ class _Warnings(logging.Handler):
         print(f"shard.py {self.cmd}: warning: {message}", file=sys.stderr)
 
 
-def _index(
-    paths: list[str], checksum: bool, strict: bool, so: dict[str, object]
-) -> tuple[str, Manifest]:
+def _index(args: argparse.Namespace, so: dict[str, object]) -> tuple[str, Manifest]:
     """Index a folder (or URL) of tars, or named tar files in one folder."""
+    paths: list[str] = args.paths
     remote = _is_url(paths[0])
+    names: list[str] | None = None
     if len(paths) == 1 and ((remote and not paths[0].endswith(".tar")) or os.path.isdir(paths[0])):
-        return paths[0], index_tars(paths[0], checksum=checksum, strict=strict, storage_options=so)
-    split = posixpath.split if remote else lambda p: os.path.split(os.path.abspath(p))
-    dirs = {split(p)[0] for p in paths}
-    if len(dirs) != 1:
-        raise SeTaStreamError(f"tar files must share one folder, got {sorted(dirs)}")
-    root = dirs.pop()
-    names = [split(p)[1] for p in paths]
-    return root, index_tars(root, names, checksum=checksum, strict=strict, storage_options=so)
+        root = paths[0]
+    else:
+        split = posixpath.split if remote else lambda p: os.path.split(os.path.abspath(p))
+        dirs = {split(p)[0] for p in paths}
+        if len(dirs) != 1:
+            raise SeTaStreamError(f"tar files must share one folder, got {sorted(dirs)}")
+        root = dirs.pop()
+        names = [split(p)[1] for p in paths]
+    if not args.ray:
+        return root, index_tars(
+            root, names, checksum=args.checksum, strict=args.strict, storage_options=so
+        )
+    try:
+        from seta_stream.ray import index_shards
+    except ImportError as e:
+        raise SeTaStreamError(f"--ray needs Ray: pip install 'seta_stream[ray]' ({e})") from e
+    m = index_shards(
+        root,
+        names,
+        shards_per_task=args.shards_per_task,
+        checksum=args.checksum,
+        strict=args.strict,
+        storage_options=so,
+    )
+    return root, m
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,7 +273,7 @@ def _run(args: argparse.Namespace, warnings: _Warnings) -> int:
                 f"({m.total_bytes:,} bytes) to {args.dst}"
             )
         elif args.cmd == "index":
-            root, m = _index(args.paths, args.checksum, args.strict, so)
+            root, m = _index(args, so)
             print(f"indexed {m.num_samples:,} samples in {len(m.shards)} shards under {root}")
         elif args.cmd == "verify":
             problems = verify(

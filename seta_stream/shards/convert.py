@@ -17,7 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +107,9 @@ def _encode_chunk(args: tuple[Source, list[int], int | None]) -> list[Sample]:
     return out
 
 
-def _samples(source: Source, order: np.ndarray, opts: ConvertOptions) -> Iterator[Sample]:
+def encoded_samples(source: Source, order: np.ndarray, opts: ConvertOptions) -> Iterator[Sample]:
+    """`source`'s samples `order`, keys checked and fields compressed as `opts` say (in
+    `opts.workers` processes, in order)."""
     chunks = (order[a : a + CHUNK].tolist() for a in range(0, len(order), CHUNK))  # lazily
     tasks = ((source, c, opts.zstd_level) for c in chunks)
     if opts.workers == 1:
@@ -189,15 +191,59 @@ def _convert(source: Source, store: Store, opts: ConvertOptions, written: list[s
     _remove_stale_temps(store, prefix, ext, (manifest_name, index_name))
     order = sample_order(len(source), opts)
     meta_cols = tuple(dict.fromkeys(source.metadata_columns))
-    index_files = IndexFiles(store, meta_cols)
+    all_fields: tuple[str, ...] = ()
+    if opts.format == "arrow":  # arrow needs the schema up front: one pass over the first chunk
+        all_fields = arrow_fields_of(source, order, opts)
+    bar = tqdm(total=len(order), unit="sample", desc="convert", disable=not opts.progress)
+    try:
+        shards, fields = write_shards(
+            encoded_samples(source, order, opts),
+            store,
+            opts,
+            prefix=prefix,
+            index_files=IndexFiles(store, meta_cols),
+            arrow_fields=all_fields,
+            written=written,
+            on_sample=lambda: bar.update(1),
+        )
+    finally:
+        bar.close()
+    if not shards:
+        raise SourceError(f"{source.description}: no samples to convert")
+    manifest = Manifest(
+        format=opts.format,
+        shards=tuple(shards),
+        fields=tuple(sorted(fields)),
+        compression="zstd" if opts.compress else None,
+        metadata_columns=meta_cols,
+        extra={**source.extra, "source": source.description},
+    )
+    write_manifest(store, manifest, manifest_name)
+    return manifest
+
+
+def write_shards(
+    samples: Iterable[Sample],
+    store: Store,
+    opts: ConvertOptions,
+    *,
+    prefix: str,
+    index_files: IndexFiles,
+    arrow_fields: tuple[str, ...] = (),
+    written: list[str],
+    on_sample: Callable[[], object] | None = None,
+) -> tuple[list[ShardInfo], set[str]]:
+    """Write encoded `samples` in order as shards `{prefix}NNNNNN.{ext}` (`opts`' size limits),
+    each shard's index file right after it; returns the shards (for the manifest) and the
+    field names seen. Each published name is appended to `written` (for an undo); an
+    incomplete shard is removed on error. `convert` and the Ray sink (`seta_stream.ray`)
+    both write through here, so the same samples give the same bytes."""
+    ext = "tar" if opts.format == "tar" else "arrow"
     shards: list[ShardInfo] = []
     fields: set[str] = set()
     pending: list[tuple[str, dict[str, Any], int, int, Members]] = []  # this shard's rows
     writer: ShardWriter | None = None
     tmp = f = None
-    all_fields: tuple[str, ...] = ()
-    if opts.format == "arrow":  # arrow needs the schema up front: one pass over the first chunk
-        all_fields = _arrow_fields(source, order, opts)
 
     def close_shard() -> None:
         nonlocal writer, f, pending
@@ -220,9 +266,8 @@ def _convert(source: Source, store: Store, opts: ConvertOptions, written: list[s
         shards.append(index_files.write(info, rows))
         writer, f, pending = None, None, []
 
-    bar = tqdm(total=len(order), unit="sample", desc="convert", disable=not opts.progress)
     try:
-        for s in _samples(source, order, opts):
+        for s in samples:
             size = sum(len(d) for _, d in s.fields)
             full = writer is not None and (
                 len(pending) >= opts.samples_per_shard
@@ -232,31 +277,19 @@ def _convert(source: Source, store: Store, opts: ConvertOptions, written: list[s
                 close_shard()
             if writer is None:
                 f, tmp = store.create(f"{prefix}{len(shards):06d}.{ext}")
-                writer = TarWriter(f) if opts.format == "tar" else ArrowWriter(f, all_fields)
+                writer = TarWriter(f) if opts.format == "tar" else ArrowWriter(f, arrow_fields)
             off, length, members = writer.add(s.key, s.fields)
             pending.append((s.key, s.meta, off, length, members))
             fields.update(e for e, _ in s.fields)
-            bar.update(1)
+            if on_sample is not None:
+                on_sample()
         if writer is not None:
             close_shard()
     except BaseException:
         if f is not None and tmp is not None:  # an incomplete shard: leave nothing of it
             store.abort(f, tmp)
         raise
-    finally:
-        bar.close()
-    if not shards:
-        raise SourceError(f"{source.description}: no samples to convert")
-    manifest = Manifest(
-        format=opts.format,
-        shards=tuple(shards),
-        fields=tuple(sorted(fields)),
-        compression="zstd" if opts.compress else None,
-        metadata_columns=meta_cols,
-        extra={**source.extra, "source": source.description},
-    )
-    write_manifest(store, manifest, manifest_name)
-    return manifest
+    return shards, fields
 
 
 def _remove_stale_temps(store: Store, prefix: str, ext: str, names: tuple[str, ...]) -> None:
@@ -278,7 +311,7 @@ def _remove_stale_temps(store: Store, prefix: str, ext: str, names: tuple[str, .
             store.remove(f"{SHARD_INDEX_DIR}/{name}")
 
 
-def _arrow_fields(source: Source, order: np.ndarray, opts: ConvertOptions) -> tuple[str, ...]:
+def arrow_fields_of(source: Source, order: np.ndarray, opts: ConvertOptions) -> tuple[str, ...]:
     fields = source.fields
     if not fields and len(order):  # a source that cannot tell: take the first sample's
         fields = tuple(e for e, _ in source.load(int(order[0])).fields)

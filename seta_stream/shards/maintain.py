@@ -17,7 +17,7 @@ import hashlib
 import io
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -64,9 +64,26 @@ def index_tars(
     A tar without an end-of-archive marker is indexed with a warning. `strict=True` raises
     on either instead (skipped files before anything is written; no `dataset.json` either way).
     `workers`: shards scanned at once (default 1 locally, 16 from an object store, where
-    each header is a round trip).
+    each header is a round trip). `seta_stream.ray.index_shards` does the same on Ray.
     """
     store = Store(root, storage_options)
+    names, skipped = tars_to_index(store, names, strict=strict)
+    bar = tqdm(total=len(names), unit="shard", desc="index", disable=not progress)
+    try:
+        shards, fields = index_shard_files(
+            store, names, checksum=checksum, strict=strict, workers=workers, on_shard=bar.update
+        )
+    finally:
+        bar.close()
+    manifest = tars_manifest(shards, fields, skipped)
+    write_manifest(store, manifest)  # last: the dataset is finished
+    return manifest
+
+
+def tars_to_index(
+    store: Store, names: Sequence[str] | None, *, strict: bool
+) -> tuple[list[str], list[str]]:
+    """(the tars to index, the other files of the folder left out) for `index_tars`."""
     skipped: list[str] = []
     if names is None:
         names = store.glob("*.tar")
@@ -77,7 +94,21 @@ def index_tars(
                 raise SeTaStreamError(message)
             log.warning("%s", message)
     if not names:
-        raise SeTaStreamError(f"{root}: no .tar shards to index")
+        raise SeTaStreamError(f"{store.url_of(store.root)}: no .tar shards to index")
+    return list(names), skipped
+
+
+def index_shard_files(
+    store: Store,
+    names: Sequence[str],
+    *,
+    checksum: bool = False,
+    strict: bool = False,
+    workers: int | None = None,
+    on_shard: Callable[[int], object] | None = None,
+) -> tuple[list[ShardInfo], set[str]]:
+    """Scan tars `names` (headers only unless `checksum`) and write each one's index file;
+    returns their `ShardInfo`s in order and the field names seen."""
     files = IndexFiles(store)
 
     def index_one(name: str) -> tuple[ShardInfo, set[str]]:
@@ -94,14 +125,18 @@ def index_tars(
     shards = []
     fields: set[str] = set()
     n = workers or (1 if store.is_local else 16)
-    bar = tqdm(total=len(names), unit="shard", desc="index", disable=not progress)
     with ThreadPoolExecutor(n, thread_name_prefix="seta_stream-index") as pool:
         for info, names_seen in pool.map(index_one, names):
-            bar.update(1)
+            if on_shard is not None:
+                on_shard(1)
             shards.append(info)
             fields |= names_seen
-    bar.close()
-    manifest = Manifest(
+    return shards, fields
+
+
+def tars_manifest(shards: Sequence[ShardInfo], fields: set[str], skipped: list[str]) -> Manifest:
+    """The manifest `index_tars` writes for indexed tars."""
+    return Manifest(
         format="tar",
         shards=tuple(shards),
         fields=tuple(sorted(fields)),
@@ -114,8 +149,6 @@ def index_tars(
             ),
         },
     )
-    write_manifest(store, manifest)  # last: the dataset is finished
-    return manifest
 
 
 def merge(

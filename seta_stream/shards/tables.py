@@ -45,8 +45,38 @@ class TableSource(Source):
         path_columns: Sequence[str] = (),
         label: str | None = None,
     ):
-        self.path = path
         df, features = read_table(path)
+        self._setup(
+            path, df, features, key_column=key_column, path_columns=path_columns, label=label
+        )
+
+    @classmethod
+    def from_frame(
+        cls,
+        df: pl.DataFrame,
+        *,
+        where: str,
+        key_column: str | None = None,
+        label: str | None = None,
+        features: dict[str, Any] | None = None,
+    ) -> TableSource:
+        """The rows of an in-memory table (a Ray Data block), mapped to fields as a table file's
+        are; `where` names it in messages. File-path columns are not taken here."""
+        self = cls.__new__(cls)
+        self._setup(where, df, features or {}, key_column=key_column, path_columns=(), label=label)
+        return self
+
+    def _setup(
+        self,
+        path: str,
+        df: pl.DataFrame,
+        features: dict[str, Any],
+        *,
+        key_column: str | None,
+        path_columns: Sequence[str],
+        label: str | None,
+    ) -> None:
+        self.path = path
         missing = [c for c in [key_column, label, *path_columns] if c and c not in df.columns]
         if missing:
             raise SourceError(f"{path}: no columns {missing}; the table has {df.columns}")
