@@ -3,8 +3,9 @@
 In a temp folder: an image folder `images/` and an `.npz` (`data.npz`) are written, the
 README's `tools/shard.py convert` lines for them are run as they stand (found in its bash
 blocks), then every ```python block of README.md is executed in one namespace, in order. A
-block preceded by `<!-- not run by tests/test_readme.py: WHY -->` is left out (one needs an S3
-server); the test knows how many blocks it runs, so a new block cannot slip by unnoticed.
+block preceded by `<!-- not run by tests/test_readme.py: WHY -->` is left out (they need an S3
+server or a Ray cluster); the test knows how many blocks it runs, so a new block cannot slip
+by unnoticed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 SKIP = "<!-- not run by tests/test_readme.py:"
-RUN, SKIPPED = 6, 1  # python blocks of README.md that run, and that are marked not to
+RUN, SKIPPED = 6, 2  # python blocks of README.md that run, and that are marked not to
 COMMANDS = (  # the README's conversions that make the data its Python blocks read
     "python tools/shard.py convert images/ data/images-train",
     "python tools/shard.py convert data.npz out/ --samples-per-shard",
