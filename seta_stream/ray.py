@@ -31,8 +31,9 @@ Ray is imported here only; `seta_stream` itself imports without it (`pip install
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,7 @@ from seta_stream.shards.indexwriter import IndexFiles
 from seta_stream.shards.maintain import index_shard_files, tars_manifest, tars_to_index
 from seta_stream.shards.manifest import MANIFEST_NAME, Format, Manifest, ShardInfo, write_manifest
 from seta_stream.shards.shardindex import SHARD_INDEX_DIR
+from seta_stream.shards.sourcebase import Sample
 from seta_stream.shards.tables import TableSource
 from seta_stream.storage import Store
 
@@ -122,26 +124,32 @@ class ShardSink(Datasink[dict[str, Any]]):
             raise SourceError(f"key={self.key!r}: no such column; the rows have {schema.names}")
 
     def write(self, blocks: Iterable[Block], ctx: Any) -> dict[str, Any]:
-        """Write this task's rows as whole shards; what it wrote, for `on_write_complete`."""
+        """Write this task's rows as whole shards; what it wrote, for `on_write_complete`.
+
+        Tar shards are written block by block (a shard may span blocks); Arrow needs every
+        field name before its first shard, so an Arrow task takes its blocks as one table."""
         task = int(ctx.task_idx)
-        tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
-        table = pa.concat_tables(tables) if tables else pa.table({})
+        tables: Iterable[pa.Table] = (BlockAccessor.for_block(b).to_arrow() for b in blocks)
+        if self.opts.format == "arrow":
+            tables = [pa.concat_tables(list(tables))]
+        sources = self._sources(tables, task)
+        first = next(sources, None)
         result: dict[str, Any] = {"task": task, "shards": [], "fields": []}
-        if table.num_rows == 0:
+        if first is None:
             return result
-        source = self._source(table, task)
-        order = np.arange(len(source), dtype=np.int64)
+        meta = first.metadata_columns
         store = self._store()
-        arrow = self.opts.format == "arrow"
-        arrow_fields = arrow_fields_of(source, order, self.opts) if arrow else ()
+        arrow_fields: tuple[str, ...] = ()
+        if self.opts.format == "arrow":
+            arrow_fields = arrow_fields_of(first, np.arange(len(first)), self.opts)
         written: list[str] = []
         try:
             shards, fields = write_shards(
-                encoded_samples(source, order, self.opts),
+                self._samples(first, sources),
                 store,
                 self.opts,
                 prefix=f"shard-t{task:06d}-",
-                index_files=IndexFiles(store, source.metadata_columns),
+                index_files=IndexFiles(store, meta),
                 arrow_fields=arrow_fields,
                 written=written,
             )
@@ -155,21 +163,39 @@ class ShardSink(Datasink[dict[str, Any]]):
         result.update(
             shards=[s.to_dict() for s in shards],
             fields=sorted(fields),
-            metadata_columns=list(source.metadata_columns),
-            extra=source.extra,
+            metadata_columns=list(meta),
+            extra=first.extra,
         )
         return result
 
-    def _source(self, table: pa.Table, task: int) -> TableSource:
-        """Task `task`'s rows as a conversion source (fields as `convert` makes of a table)."""
+    def _sources(self, tables: Iterable[pa.Table], task: int) -> Iterator[TableSource]:
+        start = 0  # the task's row number of each block's first row (for default keys)
+        for table in tables:
+            if table.num_rows:
+                yield self._source(table, task, start)
+                start += table.num_rows
+
+    def _samples(self, first: TableSource, rest: Iterator[TableSource]) -> Iterator[Sample]:
+        for source in itertools.chain([first], rest):
+            if source.metadata_columns != first.metadata_columns:
+                raise SourceError(
+                    f"{source.description}: metadata columns {source.metadata_columns} after "
+                    f"{first.metadata_columns} in the task's first block; give the rows one schema"
+                )
+            yield from encoded_samples(source, np.arange(len(source)), self.opts)
+
+    def _source(self, table: pa.Table, task: int, start: int) -> TableSource:
+        """A block of task `task`'s rows (its first row the task's `start`-th) as a conversion
+        source: fields as `convert` makes of a table's columns."""
         df = pl.from_arrow(table)
         assert isinstance(df, pl.DataFrame)  # a Table always makes a DataFrame
         key = self.key or next((c for c in ("__key__", "key") if c in df.columns), None)
         if key is None:
             key = "__key__"
-            df = df.with_columns(pl.Series(key, [f"{task:06d}-{i:09d}" for i in range(df.height)]))
+            keys = [f"{task:06d}-{start + i:09d}" for i in range(df.height)]
+            df = df.with_columns(pl.Series(key, keys))
         return TableSource.from_frame(
-            df, where=f"Ray write task {task}", key_column=key, label=self.label
+            df, where=f"Ray write task {task}, rows {start}..", key_column=key, label=self.label
         )
 
     def on_write_complete(self, write_result: WriteResult[dict[str, Any]]) -> None:

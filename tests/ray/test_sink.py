@@ -130,10 +130,13 @@ def test_sink_equals_single_process_convert(
 
 
 def test_output_opens_in_seta_stream_and_webdataset(ray_cluster: Any, tmp_path: Path) -> None:
-    """Ray's own blocks, no key column: each task numbers its rows; every row once."""
+    """Ray's own blocks (50 rows), no key column: each task numbers its rows, a shard spans
+    blocks (a task gets at least a shard's rows), every row once."""
     rows = _table().drop_columns(["key"])
     sink = ShardSink(str(tmp_path / "out"), samples_per_shard=64)
-    ray_cluster.data.from_arrow(rows).repartition(3).write_datasink(sink)
+    ray_cluster.data.from_arrow(rows).repartition(12).write_datasink(sink)
+    assert sink.manifest is not None
+    assert max(s.samples for s in sink.manifest.shards) == 64  # > 50: across two blocks
     samples = _samples(tmp_path / "out")
     assert len(samples) == N
     assert sorted(s["note.txt"] for s in samples.values()) == sorted(
@@ -181,8 +184,8 @@ class _KilledOnce(ShardSink):
         super().__init__(path, **kw)
         self.marker = marker
 
-    def _source(self, table: pa.Table, task: int) -> TableSource:
-        source = super()._source(table, task)
+    def _source(self, table: pa.Table, task: int, start: int) -> TableSource:
+        source = super()._source(table, task, start)
         if task != 1 or os.path.exists(self.marker):
             return source
         load_many = source.load_many
