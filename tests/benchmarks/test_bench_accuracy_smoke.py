@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,36 @@ def test_recipes_matched_ratios_and_grid_checks(script) -> None:
         bench.Grid(policies=("full", "random_seta"))
     with pytest.raises(ValueError, match="recipes="):
         bench.Grid(recipes=("rmsprop",))
-    order = [t.policy for t in bench.Grid(seeds=1, recipes=("sgd_step",)).tasks()]
+    grid = bench.Grid(seeds=1, recipes=("sgd_step",))
+    order = [t.policy for t in grid.tasks()]
     assert order.index("full") > max(order.index(k) for k in ("seta", "infobatch", "repb"))
     assert order.index("random_seta") > order.index("full")
+    # the runner starts the longest chains first: RePB (then its baseline), ..., Full, and a
+    # baseline only once its source is done
+    runner = bench.Runner(grid, {}, "unused.jsonl", 2)
+    todo = grid.tasks()
+    first = [runner._next_ready(todo, block=False).policy for _ in range(5)]
+    assert first == ["repb", "seta_target", "infobatch", "seta", "full"]
+    assert runner._next_ready(todo, block=False) is None  # the baselines wait
+    seta = next(t for t in grid.tasks() if t.policy == "seta")
+    runner.runs[seta] = {"status": "ok", "saved": 0.4}
+    assert {runner._next_ready(todo, block=False).policy for _ in range(2)} == {
+        "random_seta",
+        "static_seta",
+    }
+
+
+def test_mnist1d_generates_without_matplotlib(script, monkeypatch) -> None:
+    """The offline benchmark machine has no matplotlib; mnist1d imports it but never plots."""
+    bench = script("benchmarks/bench_accuracy.py")
+    for name in [m for m in sys.modules if m.split(".")[0] == "mnist1d"]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in ("matplotlib", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import matplotlib` fails
+    bench._import_mnist1d()
+    data = sys.modules["mnist1d.data"]
+    args = data.get_dataset_args()
+    args.num_samples, args.train_split = 50, 0.8
+    assert data.make_dataset(args)["x"].shape == (40, 40)
+    assert not hasattr(sys.modules["mnist1d.utils"].plt, "plot")  # it got the placeholder
+    assert sys.modules["matplotlib"] is None  # which is gone again
