@@ -27,11 +27,12 @@ saving: Static prunes r every epoch, so r = s; DynamicRandom uses all samples in
 annealing epochs, so r = s · E / pruning epochs. A seed fixes the model initialisation and the
 policy's randomness.
 
-`--jobs N` trains N runs at once in forked processes; a matched baseline starts once the run
-it is matched to has finished. Every finished run is appended to the JSONL at once (a killed
-grid keeps what it finished); `--resume` skips the runs already there. At the end one JSON
-(grid, machine, every run, summaries, verdicts) is written to `--out` and the tables printed;
-`--report FILE.json` prints them again without running anything (accuracy_report.py).
+`--jobs N` trains N runs at once, each in a fresh Python process (one torch and one polars
+thread each); a matched baseline starts once the run it is matched to has finished. Every
+finished run is appended to the JSONL at once (a killed grid keeps what it finished);
+`--resume` skips the runs already there. At the end one JSON (grid, machine, every run,
+summaries, verdicts) is written to `--out` and the tables printed; `--report FILE.json`
+prints them again without running anything (accuracy_report.py).
 `python benchmarks/plot_accuracy.py` draws the JSON.
 """
 
@@ -39,12 +40,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import multiprocessing.connection as mp_connection
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Sequence
@@ -208,8 +208,11 @@ def matched_ratio(key: str, saved: float, epochs: int) -> float:
     return min(MAX_PRUNE, max(0.0, saved * epochs / pruning if pruning else 0.0))
 
 
-def make_policy(key: str, epochs: int, matched: float | None = None) -> Policy:
-    """The policy of `key`; `matched` is the prune ratio of a matched baseline."""
+def make_policy(
+    key: str, epochs: int, matched: float | None = None, repb: dict[str, Any] | None = None
+) -> Policy:
+    """The policy of `key`; `matched` is the prune ratio of a matched baseline; `repb` the
+    parameters of RePB (default `REPB`)."""
     if key == "full":
         return Full()
     if key == "seta":
@@ -219,7 +222,7 @@ def make_policy(key: str, epochs: int, matched: float | None = None) -> Policy:
     if key == "infobatch":
         return InfoBatch(epochs=epochs, prune_ratio=INFOBATCH_RATIO)
     if key == "repb":
-        return policy_from_dict({**REPB, "epochs": epochs})
+        return policy_from_dict({**(REPB if repb is None else repb), "epochs": epochs})
     if matched is None:
         raise ValueError(f"policy {key!r} needs the prune ratio it is matched at")
     if key.startswith("random_"):
@@ -229,7 +232,9 @@ def make_policy(key: str, epochs: int, matched: float | None = None) -> Policy:
     raise ValueError(f"unknown policy key {key!r}; known: {list(POLICIES)}")
 
 
-def run_one(task: Task, grid: Grid, data: Data, matched: float | None) -> dict[str, Any]:
+def run_one(
+    task: Task, grid: Grid, data: Data, matched: float | None, repb: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One training run through demo.train; a failure is returned as a record, not raised."""
     torch.set_num_threads(1)
     record: dict[str, Any] = {
@@ -242,7 +247,7 @@ def run_one(task: Task, grid: Grid, data: Data, matched: float | None) -> dict[s
         "matched_to": POLICIES[task.policy],
     }
     try:
-        policy = make_policy(task.policy, grid.epochs, matched)
+        policy = make_policy(task.policy, grid.epochs, matched, repb)
         args = argparse.Namespace(
             seed=task.seed, lr=grid.lr[task.recipe], epochs=grid.epochs, recipe=task.recipe,
             batch_size=grid.batch_size, out=os.path.dirname(data.train), quiet=True,
@@ -266,9 +271,20 @@ def run_one(task: Task, grid: Grid, data: Data, matched: float | None) -> dict[s
     }
 
 
-def _child(send: Any, task: Task, grid: Grid, data: Data, matched: float | None) -> None:
-    send.send(run_one(task, grid, data, matched))
-    send.close()
+def _child(spec_path: str) -> int:
+    """`--child SPEC.json`: one run in a fresh process; its record goes to SPEC.json.out."""
+    with open(spec_path) as f:
+        spec = json.load(f)
+    fields: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in spec["grid"].items()
+    }
+    grid = Grid(**fields)
+    task, data = Task(**spec["task"]), Data(**spec["data"])
+    record = run_one(task, grid, data, spec["matched"], spec["repb"])
+    with open(spec_path + ".tmp", "w") as f:
+        json.dump(record, f)
+    os.replace(spec_path + ".tmp", spec_path + ".out")
+    return 0
 
 
 def _same_grid(record: dict[str, Any], grid: Grid) -> bool:
@@ -294,6 +310,9 @@ def load_finished(path: str, grid: Grid) -> dict[Task, dict[str, Any]]:
     return done
 
 
+CHILD_ENV = {**os.environ, "POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
 class Runner:
     """Runs the tasks, `jobs` at a time; matched baselines wait for their source run."""
 
@@ -315,40 +334,42 @@ class Runner:
                 assert task is not None  # blocking: raises when nothing can start
                 self._finish(run_one(task, self.grid, self.data[task.train], self._ratio(task)))
         else:
-            self._run_forked(todo)
+            self._run_parallel(todo)
         return [self.runs[t] for t in tasks if t in self.runs]
 
-    def _run_forked(self, todo: list[Task]) -> None:
-        """One forked process per run (it inherits the loaded modules: nothing is pickled but
-        the result), at most `jobs` at once; a process that dies is recorded as failed."""
-        ctx = multiprocessing.get_context("fork")
-        running: dict[Any, tuple[Task, Any]] = {}  # result pipe -> (task, process)
-        while todo or running:
-            while todo and len(running) < self.jobs:
-                task = self._next_ready(todo, block=not running)
-                if task is None:
-                    break
-                recv, send = ctx.Pipe(duplex=False)
-                args = (send, task, self.grid, self.data[task.train], self._ratio(task))
-                proc = ctx.Process(target=_child, args=args, name=task.name)
-                proc.start()
-                send.close()  # the child's end: EOF here once the child is gone
-                running[recv] = (task, proc)
-            for ready in mp_connection.wait(list(running)):
-                conn: Any = ready  # one of the pipes above
-                task, proc = running.pop(conn)
-                try:
-                    r = conn.recv()
-                except EOFError:
-                    proc.join()
-                    r = self._died(task, proc.exitcode)
-                conn.close()
-                proc.join()
-                self._finish(r)
+    def _run_parallel(self, todo: list[Task]) -> None:
+        """One fresh Python process per run (`--child`), at most `jobs` at once: no fork of a
+        process whose thread pools (polars', torch's) would deadlock the child. A process that
+        ends without its record is recorded as failed."""
+        running: dict[str, tuple[Task, subprocess.Popen[bytes]]] = {}  # spec file -> run
+        with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
+            while todo or running:
+                while todo and len(running) < self.jobs:
+                    task = self._next_ready(todo, block=not running)
+                    if task is None:
+                        break
+                    spec = os.path.join(tmp, f"{task.name}.json")
+                    with open(spec, "w") as f:
+                        json.dump({"task": asdict(task), "grid": asdict(self.grid),
+                                   "data": asdict(self.data[task.train]),
+                                   "matched": self._ratio(task), "repb": REPB}, f)  # fmt: skip
+                    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", spec]
+                    running[spec] = (task, subprocess.Popen(cmd, env=CHILD_ENV))
+                ended = [spec for spec, (_, proc) in running.items() if proc.poll() is not None]
+                if not ended:
+                    time.sleep(0.1)
+                for spec in ended:
+                    task, proc = running.pop(spec)
+                    try:
+                        with open(spec + ".out") as f:
+                            r = json.load(f)
+                    except (OSError, ValueError):
+                        r = self._died(task, proc.returncode)
+                    self._finish(r)
 
     def _died(self, task: Task, code: int | None) -> dict[str, Any]:
         return {**asdict(task), "status": "failed", "matched_to": POLICIES[task.policy],
-                "error": f"the run's process died (exit code {code})"}  # fmt: skip
+                "error": f"its process ended without a result (exit code {code})"}  # fmt: skip
 
     def _ready(self, task: Task) -> bool:
         src = task.source()
@@ -420,6 +441,7 @@ def machine_info(jobs: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads_per_run": 1,
+        "polars_threads_per_run": 1 if jobs > 1 else None,
         "dataloader_workers": 0,
         "git_commit": _git_commit(),
     }
@@ -447,6 +469,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="skip the runs already in --jsonl")
     p.add_argument("--report", metavar="JSON", help="print the tables of a result; no runs")
     p.add_argument("--smoke", action="store_true", help="2k samples, 2 epochs, 1 seed")
+    p.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)  # one run of --jobs N
     return p
 
 
@@ -465,6 +488,8 @@ def _grid(a: argparse.Namespace) -> Grid:
 def main(argv: Sequence[str] | None = None) -> int:
     p = _parser()
     a = p.parse_args(argv)
+    if a.child:
+        return _child(a.child)
     if a.report:
         try:
             with open(a.report) as f:
