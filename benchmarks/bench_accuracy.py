@@ -27,8 +27,8 @@ saving: Static prunes r every epoch, so r = s; DynamicRandom uses all samples in
 annealing epochs, so r = s · E / pruning epochs. A seed fixes the model initialisation and the
 policy's randomness.
 
-`--jobs N` trains N runs at once, each in a fresh Python process (one torch and one polars
-thread each); a matched baseline starts once the run it is matched to has finished. Every
+`--jobs N` trains N runs at once in N worker processes (fresh Pythons, one torch and one
+polars thread each); a matched baseline starts once the run it is matched to has finished. Every
 finished run is appended to the JSONL at once (a killed grid keeps what it finished);
 `--resume` skips the runs already there. At the end one JSON (grid, machine, every run,
 summaries, verdicts) is written to `--out` and the tables printed; `--report FILE.json`
@@ -271,8 +271,8 @@ def run_one(
     }
 
 
-def _child(spec_path: str) -> int:
-    """`--child SPEC.json`: one run in a fresh process; its record goes to SPEC.json.out."""
+def _run_spec(spec_path: str) -> None:
+    """One run described by SPEC.json; its record goes to SPEC.json.out (atomically)."""
     with open(spec_path) as f:
         spec = json.load(f)
     fields: dict[str, Any] = {
@@ -284,6 +284,13 @@ def _child(spec_path: str) -> int:
     with open(spec_path + ".tmp", "w") as f:
         json.dump(record, f)
     os.replace(spec_path + ".tmp", spec_path + ".out")
+
+
+def _worker() -> int:
+    """`--worker`: runs the SPEC.json paths read from stdin, one a line, until stdin closes."""
+    torch.set_num_threads(1)
+    while line := sys.stdin.readline():
+        _run_spec(line.strip())
     return 0
 
 
@@ -338,34 +345,62 @@ class Runner:
         return [self.runs[t] for t in tasks if t in self.runs]
 
     def _run_parallel(self, todo: list[Task]) -> None:
-        """One fresh Python process per run (`--child`), at most `jobs` at once: no fork of a
-        process whose thread pools (polars', torch's) would deadlock the child. A process that
-        ends without its record is recorded as failed."""
-        running: dict[str, tuple[Task, subprocess.Popen[bytes]]] = {}  # spec file -> run
+        """`jobs` worker processes (`--worker`, fresh Pythons: torch is imported once each, and
+        no fork of a process whose polars pool would deadlock the child), each fed one run at
+        a time. A worker that dies is recorded as a failed run and replaced."""
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker"]
+
+        def spawn() -> subprocess.Popen[str]:
+            return subprocess.Popen(cmd, stdin=subprocess.PIPE, text=True, env=CHILD_ENV)
+
+        workers: list[subprocess.Popen[str]] = []
+        busy: dict[int, tuple[Task, str]] = {}  # worker index -> (run, spec file)
         with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
-            while todo or running:
-                while todo and len(running) < self.jobs:
-                    task = self._next_ready(todo, block=not running)
-                    if task is None:
-                        break
-                    spec = os.path.join(tmp, f"{task.name}.json")
-                    with open(spec, "w") as f:
-                        json.dump({"task": asdict(task), "grid": asdict(self.grid),
-                                   "data": asdict(self.data[task.train]),
-                                   "matched": self._ratio(task), "repb": REPB}, f)  # fmt: skip
-                    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", spec]
-                    running[spec] = (task, subprocess.Popen(cmd, env=CHILD_ENV))
-                ended = [spec for spec, (_, proc) in running.items() if proc.poll() is not None]
-                if not ended:
+            try:
+                for _ in range(self.jobs):
+                    workers.append(spawn())
+                while todo or busy:
+                    for i, w in enumerate(workers):
+                        if i in busy or not todo:
+                            continue
+                        if w.poll() is not None:  # died between runs: replace it
+                            w = workers[i] = spawn()
+                        task = self._next_ready(todo, block=not busy)
+                        if task is None:
+                            break
+                        busy[i] = (task, self._spec(tmp, task))
+                        assert w.stdin is not None  # opened with stdin=PIPE
+                        w.stdin.write(busy[i][1] + "\n")
+                        w.stdin.flush()
                     time.sleep(0.1)
-                for spec in ended:
-                    task, proc = running.pop(spec)
+                    for i, (task, spec) in list(busy.items()):
+                        if os.path.exists(spec + ".out"):
+                            with open(spec + ".out") as f:
+                                self._finish(json.load(f))
+                        elif workers[i].poll() is not None:
+                            self._finish(self._died(task, workers[i].returncode))
+                            workers[i] = spawn()
+                        else:
+                            continue
+                        del busy[i]
+            finally:
+                for w in workers:
+                    if w.stdin is not None:
+                        w.stdin.close()  # the worker's loop ends
+                for w in workers:
                     try:
-                        with open(spec + ".out") as f:
-                            r = json.load(f)
-                    except (OSError, ValueError):
-                        r = self._died(task, proc.returncode)
-                    self._finish(r)
+                        w.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        w.kill()
+                        w.wait()
+
+    def _spec(self, tmp: str, task: Task) -> str:
+        spec = os.path.join(tmp, f"{task.name}.json")
+        with open(spec, "w") as f:
+            json.dump({"task": asdict(task), "grid": asdict(self.grid),
+                       "data": asdict(self.data[task.train]), "matched": self._ratio(task),
+                       "repb": REPB}, f)  # fmt: skip
+        return spec
 
     def _died(self, task: Task, code: int | None) -> dict[str, Any]:
         return {**asdict(task), "status": "failed", "matched_to": POLICIES[task.policy],
@@ -469,7 +504,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="skip the runs already in --jsonl")
     p.add_argument("--report", metavar="JSON", help="print the tables of a result; no runs")
     p.add_argument("--smoke", action="store_true", help="2k samples, 2 epochs, 1 seed")
-    p.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)  # one run of --jobs N
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # for --jobs N
     return p
 
 
@@ -488,8 +523,8 @@ def _grid(a: argparse.Namespace) -> Grid:
 def main(argv: Sequence[str] | None = None) -> int:
     p = _parser()
     a = p.parse_args(argv)
-    if a.child:
-        return _child(a.child)
+    if a.worker:
+        return _worker()
     if a.report:
         try:
             with open(a.report) as f:
