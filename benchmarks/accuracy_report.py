@@ -10,7 +10,9 @@ the spread.
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,17 @@ LABELS = {
 }
 PRUNED = ("seta", "seta_target", "infobatch", "repb")  # judged against the target
 MIN_SAVED, MAX_DROP = 0.30, 0.005
+
+
+def load(path: str, prog: str) -> dict[str, Any] | None:
+    """The result JSON at `path`, or None after a one-line message on stderr."""
+    try:
+        with open(path) as f:
+            result: dict[str, Any] = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"{prog}: cannot read {path}: {e}", file=sys.stderr)
+        return None
+    return result
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

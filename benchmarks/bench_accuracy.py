@@ -526,11 +526,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.worker:
         return _worker()
     if a.report:
-        try:
-            with open(a.report) as f:
-                result = json.load(f)
-        except (OSError, ValueError) as e:
-            print(f"bench_accuracy: cannot read {a.report}: {e}", file=sys.stderr)
+        result = report.load(a.report, "bench_accuracy")
+        if result is None:
             return 1
         print(report.render(result))
         return 0

@@ -12,10 +12,13 @@ each seed's run drawn faintly behind; Full's mean ± std as a band. Needs matplo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import accuracy_report as report  # benchmarks/accuracy_report.py
 
 MARKERS = {
     "full": "s",
@@ -98,11 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", default="benchmarks/results/accuracy.json")
     p.add_argument("--out", default="benchmarks/out/accuracy.png")
     args = p.parse_args(argv)
-    try:
-        with open(args.json) as f:
-            result = json.load(f)
-    except (OSError, ValueError) as e:
-        print(f"plot_accuracy: cannot read {args.json}: {e}", file=sys.stderr)
+    result = report.load(args.json, "plot_accuracy")
+    if result is None:
         return 1
     try:
         import matplotlib  # noqa: F401
