@@ -340,7 +340,7 @@ class Runner:
                 task = self._next_ready(todo)
                 assert task is not None  # blocking: raises when nothing can start
                 self._finish(run_one(task, self.grid, self.data[task.train], self._ratio(task)))
-        else:
+        elif todo:
             self._run_parallel(todo)
         return [self.runs[t] for t in tasks if t in self.runs]
 
