@@ -46,6 +46,13 @@ def test_smoke_run_writes_json(script, tmp_path: Path, capsys) -> None:
         assert 0 < tenth[key] < 0.2 * full[key]
     assert 0.9 < full["reader_fraction"] <= 1.0
     assert abs(full["os_rchar_bytes"] - full["reader_bytes"]) < 4096  # no read-ahead
+    # webdataset streamed from its byte-identical mtime=0 output, and from its default output
+    streams = [r for r in data["read"] if r["dataset"].endswith("webdataset.WebDataset stream")]
+    assert [r["dataset"].split(" output")[0] for r in streams] == [WDS0, WDS]
+    assert streams[0]["shard_bytes"] == got[("npz", OURS[0])]["shard_bytes"]
+    assert streams[1]["shard_bytes"] > streams[0]["shard_bytes"]
+    assert all(r["samples"] == 2000 and len(r["seconds_all"]) == 1 for r in streams)
+    assert len(data["machine"]["git_commit"]) == 40 and len(data["machine"]["loadavg_end"]) == 3
     printed = capsys.readouterr().out
     assert "| npz | webdataset.ShardWriter |" in printed
     assert "torch threads set to 1" in printed
