@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.webdataset  # it reads with webdataset (tests/conftest.py)
+
 OURS = ("seta_stream convert workers=1", "seta_stream convert workers=2")
 WDS = "webdataset.ShardWriter"
 WDS0 = "webdataset.ShardWriter mtime=0"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.webdataset  # it reads with webdataset (tests/conftest.py)
+
 N = 500
 PEERS = {"litdata.StreamingDataset": "litdata", "streaming.StreamingDataset": "streaming"}
 

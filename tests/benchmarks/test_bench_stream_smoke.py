@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.webdataset  # it reads with webdataset (tests/conftest.py)
+
 N = 2000
 
 
