@@ -51,6 +51,10 @@ from typing import Any
 
 import numpy as np
 
+# `pyarrow.parquet.read_table` imports pyarrow.dataset on its first call (an index or loss-table
+# read inside a reader's first epoch): imported here, outside every timed region.
+import pyarrow.dataset  # noqa: F401
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
