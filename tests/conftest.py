@@ -86,7 +86,7 @@ def _webdataset_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 def _thread_police() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 10.0  # a grace for exiting threads on a loaded 2-core machine
     while True:
         leaked = [
             t
