@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """How fast is our read path against LitData, MosaicML Streaming and webdataset, and the machine?
 
-    python benchmarks/bench_peers.py [--samples 200000] [--workers 0,2] [--rounds 1]
-        [--warmup 0] [--modes raw,decoded] [--data DIR] [--out benchmarks/out/peers.json]
+    python benchmarks/bench_peers.py [--samples 100000] [--workers 0,2] [--rounds 3]
+        [--warmup 1] [--modes raw,decoded] [--data DIR] [--out benchmarks/out/peers.json]
         [--smoke]
 
 Peers need the benchmark environment: `bash benchmarks/peers_env.sh` (.venv-bench); without
@@ -14,19 +14,24 @@ to our tar shards (10k per shard), then the same samples' bytes written by `litd
 collate that makes a list of (PNG bytes or uint8 array, int label). Mode `raw` yields the PNG
 bytes; mode `decoded` wraps every reader with one function (Pillow PNG -> uint8 array) run
 where the reader runs (a DataLoader worker when W > 0). Readers: `webdataset.WebDataset` on our
-tar shards (shardshuffle=100); `litdata.StreamingDataset(shuffle=True)` and
-`streaming.StreamingDataset(shuffle=True)` iterated; the same two read by `ds[i]` through a
-map-style wrapper and a sampler that draws a fresh random 30% of the ids each epoch (their
-random-access API); SeTaStream with `Full()` and `DynamicRandom` at keep 0.7/0.5/0.3 (as in
-bench_stream). Limits (W=0): a sequential read of each format's files, and the decode
-function alone over in-memory PNG bytes of the same samples (the first 20,000).
+tar shards (shardshuffle=100; whole shards per worker: 10 shards at 100k, 5+5 over 2 workers,
+an uneven split stated in the row); `litdata.StreamingDataset(shuffle=True)` and
+`streaming.StreamingDataset(shuffle=True)` iterated; the same two read by `ds[i]` (their
+random-access API) through a map-style wrapper and a sampler doing SeTaStream's keep-0.3 work
+(`peers_lib.PlanSubset`): each epoch the very ids our `DynamicRandom` keep-0.3 row reads (same
+policy, seed and epoch), in our plan's order rule (shards in a seeded random order, ascending
+within a shard; not copied: the plan's few-open-shards interleave and bounded shuffle, which
+move a sample only a little); SeTaStream with `Full()` and `DynamicRandom` at keep
+0.7/0.5/0.3 (as in bench_stream). Limits (W=0): a sequential read of each format's files, and
+the decode function alone over in-memory PNG bytes of the same samples (the first 20,000).
 
 Method (bench_stream's): every file is read once (page cache warm), the readers of one
 (W, mode) are built, then run in rounds of one epoch each, order rotated every round, the
-first `--warmup` rounds untimed; figures are the best round. One round at 200k samples is
-~12 min on 2 quiet cores (decode-bound: ~6 epochs' worth of decodes per W), so the default is
-one round, no warm-up; `--rounds 3 --warmup 1` takes ~4x as long. Building the data (~4 min at
-200k) is skipped by a later run with the same `--data DIR`. Bytes read: the kernel's
+first `--warmup` rounds untimed, the same for every contestant; figures are the median of
+the timed rounds (best and every round in the JSON, with the git commit and the load average at
+start and end). One round at 100k samples is ~6 min on 2 quiet cores (decode-bound: ~6
+epochs' worth of decodes per W); the default 1 warm-up + 3 rounds, ~25 min. Building the data
+(~2 min at 100k) is skipped by a later run with the same `--data DIR`. Bytes read: the kernel's
 `rchar` of the reading processes (this one at W=0, its DataLoader workers at W>0) over the
 epoch; reads through mmap (LitData's) are not counted there. Decode calls: a counter in
 shared memory that the decode function increments in whichever process runs it.
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -55,7 +61,7 @@ from peers_lib import (  # noqa: E402  # the shared harness, the peers' imports 
     DECODES,
     Indexed,
     Mapped,
-    RandomSubset,
+    PlanSubset,
     collate,
     decode_item,
     decode_png,
@@ -79,14 +85,14 @@ MARKER = ("samples", "samples_per_shard", "seed")  # what a kept data set (--dat
 
 @dataclass(frozen=True, kw_only=True)
 class PeersConfig:
-    samples: int = 200_000
+    samples: int = 100_000
     samples_per_shard: int = 10_000
     workers: tuple[int, ...] = (0, 2)
     modes: tuple[str, ...] = MODES
     keeps: tuple[float, ...] = (1.0, 0.7, 0.5, 0.3)
-    subset: float = 0.3  # the random-access rows' fraction
-    rounds: int = 1  # 200k x every reader x 2 W x 2 modes: one round is ~12 min on 2 cores
-    warmup: int = 0  # the files are in the page cache (just written, then read once)
+    subset: float = 0.3  # the random-access rows' fraction (ours at this keep: the same ids)
+    rounds: int = 3  # 100k x every reader x 2 W x 2 modes: one round is ~6 min on 2 cores
+    warmup: int = 1  # untimed, for every contestant alike
     decode_limit_samples: int = 20_000
     batch_size: int = 256
     seed: int = 0
@@ -140,14 +146,15 @@ def loader_contestant(
 
 def peer_rows(name: str, make: Callable[[], Any], cfg: PeersConfig, w: int,
               mode: str) -> list[bs.Contestant]:  # fmt: skip
-    """`name` iterated, and by `ds[i]` over a fresh random subset each epoch."""
+    """`name` iterated, and by `ds[i]` over our keep-`subset` selection in our plan's order."""
     fn = decode_item if mode == "decoded" else None
-    sub = f"{name} ds[i], random {cfg.subset:.0%}"
+    sub = f"{name} ds[i], SeTaStream's {cfg.subset:.0%} in plan order"
     note = {"bytes_read_note": "mmap"} if name == LIT else {}  # rchar does not see mmap reads
     it = loader_contestant(f"{name} iter", Mapped(make(), fn), cfg, w, mode,
                            extras=lambda: note)  # fmt: skip
     ra = loader_contestant(sub, Indexed(make(), cfg.samples, fn), cfg, w, mode,
-                           sampler=RandomSubset(cfg.samples, cfg.subset, cfg.seed),
+                           sampler=PlanSubset(cfg.samples, cfg.subset, cfg.seed,
+                                              cfg.samples_per_shard, bs.POLICY_EPOCHS),
                            keep=cfg.subset, extras=lambda: note)  # fmt: skip
     return [it, ra]
 
@@ -189,8 +196,9 @@ def webdataset(shards: Path, cfg: PeersConfig, w: int, mode: str) -> bs.Contesta
 
     urls = [str(p) for p in sorted(shards.glob("*.tar"))]
     pipe = wds.WebDataset(urls, shardshuffle=100, seed=cfg.seed, empty_check=False)
+    split = bs.shard_split(len(urls), w)  # whole shards per worker: an imbalance is stated
     return loader_contestant(WDS, Mapped(pipe, decode_item if mode == "decoded" else None),
-                             cfg, w, mode)  # fmt: skip
+                             cfg, w, mode, extras=lambda: split)  # fmt: skip
 
 
 def read_limit(fmt: str, where: Path, n: int) -> bs.Contestant:
@@ -363,7 +371,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         if "mb_per_s" in r:
             speed += f" ({r['mb_per_s']:,.0f} MB/s)"
         lines.append(
-            f"| {r['reader']} | {r['workers']} | {r['mode']} | {r['keep']} | {r['samples']:,} "
+            f"| {r['reader']}{f' ({note})' if (note := r.get('imbalance')) else ''} "
+            f"| {r['workers']} | {r['mode']} | {r['keep']} | {r['samples']:,} "
             f"| {r['epoch_s']:.3f} | {speed} | {r['cpu_us_per_sample']:.1f} "
             f"| {_f(r.get('vs_webdataset'), '.2f')} | {ratio} "
             f"| {r.get('bytes_read_note') or _f(r.get('bytes_read_per_sample'), ',.0f')} "
@@ -378,12 +387,12 @@ def _progress(msg: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench_peers.py", description=__doc__.split("\n")[0])
-    p.add_argument("--samples", type=int, default=None, help="PNG samples (default 200000)")
+    p.add_argument("--samples", type=int, default=None, help="PNG samples (default 100000)")
     p.add_argument("--samples-per-shard", type=int, default=None, help="default 10000")
     p.add_argument("--workers", default="0,2", help="DataLoader workers, comma-separated")
     p.add_argument("--modes", default="raw,decoded", help="raw, decoded or both")
-    p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 1)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 0)")
+    p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 3)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--workdir", type=Path, default=None, help="where temporary files go")
@@ -396,12 +405,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> PeersConfig:
     return PeersConfig(
-        samples=args.samples or (500 if args.smoke else 200_000),
+        samples=args.samples or (500 if args.smoke else 100_000),
         samples_per_shard=args.samples_per_shard or (250 if args.smoke else 10_000),
         workers=tuple(int(w) for w in args.workers.split(",")),
         modes=tuple(m.strip() for m in args.modes.split(",")),
-        rounds=args.rounds or 1,
-        warmup=args.warmup or 0,
+        rounds=args.rounds or (1 if args.smoke else 3),
+        warmup=args.warmup if args.warmup is not None else (0 if args.smoke else 1),
         decode_limit_samples=500 if args.smoke else 20_000,
         seed=args.seed,
     )
@@ -429,13 +438,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = measure(built, work, cfg)
     add_ratios(rows, {fmt: b / cfg.samples for fmt, b in disk.items()})
     peers = {k: built[f"{k}_version"] for k in ("litdata", "streaming")}
+    machine["loadavg_end"] = os.getloadavg()
     result = {"config": asdict(cfg), "machine": machine, "peers": peers, "bytes_on_disk": disk,
               "rows": rows, "wall_s": time.perf_counter() - t0}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"torch.set_num_threads(1); {machine['sched_cpus']} CPUs, load "
-          f"{machine['loadavg'][0]:.2f}; {cfg.samples:,} samples; batch {cfg.batch_size}; best of "
-          f"{cfg.rounds} interleaved round(s) after {cfg.warmup} warm-up; peers: "
+          f"{machine['loadavg'][0]:.2f}; {cfg.samples:,} samples; batch {cfg.batch_size}; "
+          f"median of {cfg.rounds} interleaved round(s) after {cfg.warmup} warm-up; peers: "
           f"{'; '.join(peers.values())}\n")  # fmt: skip
     print(table(rows))
     print(f"\nwrote {args.out} ({result['wall_s']:.0f} s)")

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
+from seta_stream import DynamicRandom
 from seta_stream.shards import Dataset as Shards
 from seta_stream.shards import read_samples
 
@@ -68,19 +69,31 @@ class Indexed(Dataset[dict[str, Any]]):
         return item if self.fn is None else self.fn(item)
 
 
-class RandomSubset(Sampler[int]):
-    """A fresh random `frac` of range(n), in random order, each epoch."""
+class PlanSubset(Sampler[int]):
+    """The same work as SeTaStream's keep-`frac` epochs: each epoch (one `iter` per epoch, from
+    0) the very ids `DynamicRandom(prune_ratio=1 - frac)` selects with the same seed, read by
+    our plan's order rule: shards (`per_shard` consecutive ids) in a seeded random order, each
+    shard's selected ids ascending. Not copied: the plan's interleaving of a few open shards and
+    its bounded shuffle of the yield order (both move a sample only a little)."""
 
-    def __init__(self, n: int, frac: float, seed: int):
-        self.n, self.k, self.seed, self.epoch = n, int(frac * n), seed, 0
+    def __init__(self, n: int, frac: float, seed: int, per_shard: int, policy_epochs: int):
+        self.n, self.seed, self.per_shard, self.epoch = n, seed, per_shard, 0
+        self.policy = DynamicRandom(epochs=policy_epochs, prune_ratio=1 - frac)
+
+    def _ids(self, epoch: int) -> np.ndarray:
+        return self.policy.select(np.zeros(self.n, np.float32), epoch, seed=self.seed).ids
 
     def __len__(self) -> int:
-        return self.k
+        return len(self._ids(self.epoch))
 
     def __iter__(self) -> Iterator[int]:
+        ids = self._ids(self.epoch)  # sorted
         rng = np.random.default_rng((self.seed, self.epoch))
         self.epoch += 1
-        return iter(rng.choice(self.n, self.k, replace=False).tolist())
+        shard = ids // self.per_shard
+        order = rng.permutation(np.unique(shard))
+        blocks = {s: ids[shard == s] for s in order.tolist()}
+        return iter(np.concatenate([blocks[s] for s in order.tolist()]).tolist())
 
 
 def reader_rchar(workers: int) -> dict[int, int]:
