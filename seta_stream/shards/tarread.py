@@ -17,12 +17,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
 from seta_stream.chunks import Raw, chunk_ends, guard
 from seta_stream.errors import SeTaStreamError
+from seta_stream.shards.colchunk import ColChunk
 
 if TYPE_CHECKING:
     from seta_stream.shards.index import SampleIndex
@@ -57,11 +58,13 @@ class TarDataset(Protocol):
 
 
 def iter_local_tar(
-    ds: TarDataset, ids: np.ndarray, *, skip_errors: bool = False
-) -> Iterator[list[Raw | SeTaStreamError]]:
-    """`ds.read_raw(i)` for every `i` in `ids`, in order: a list per chunk read."""
+    ds: TarDataset, ids: np.ndarray, *, skip_errors: bool = False, columns: bool = False
+) -> Iterator[Any]:
+    """`ds.read_raw(i)` for every `i` in `ids`, in order: a list per chunk read (`columns`:
+    a `ColChunk` per chunk instead, no per-sample dict)."""
     n = ds.index.num_samples
     buf: list[bytearray] = [bytearray()]  # one read buffer for the whole pass (see read_chunk)
+    read = read_chunk_columns if columns else read_chunk
     for a in range(0, len(ids), GATHER_SAMPLES):  # the index rows of a few chunks at once
         block = ids[a : a + GATHER_SAMPLES]
         if int(block.min()) < 0 or int(block.max()) >= n:
@@ -70,8 +73,31 @@ def iter_local_tar(
         idx = ds.index.gather(block)
         c = 0  # chunks of <= CHUNK_SAMPLES samples and CHUNK_BYTES (one sample may be larger)
         for b in chunk_ends(idx.length, max_samples=CHUNK_SAMPLES, max_bytes=CHUNK_BYTES):
-            yield read_chunk(ds, block[c:b], skip_errors=skip_errors, buf=buf, idx=idx.rows(c, b))
+            yield read(ds, block[c:b], skip_errors=skip_errors, buf=buf, idx=idx.rows(c, b))
             c = b
+
+
+class _Members(NamedTuple):
+    """A chunk read and checked: its bytes, and per member where it lies in them."""
+
+    view: memoryview
+    rel: np.ndarray  # per member: its data's start in `view`
+    size: np.ndarray  # per member: its size
+    owner: np.ndarray  # per member: its sample's row in the chunk
+    counts: np.ndarray  # per sample: its members
+    bad: np.ndarray  # per sample: read short or a header check failed
+
+
+def _read_members(ds: TarDataset, idx: SampleIndex, buf: list[bytearray]) -> _Members:
+    view, start, end, got = _read_runs(ds, idx, buf)
+    counts = np.diff(idx.mstart)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    rel = idx.moffset - idx.offset[owner] + start[owner]
+    size = idx.msize
+    ok = headers_ok(view, rel, size, start[owner], end[owner])
+    bad = got < end  # the sample's bytes were not all read: shard truncated
+    bad[owner[~ok]] = True
+    return _Members(view, rel, size, owner, counts, bad)
 
 
 def read_chunk(
@@ -93,18 +119,11 @@ def read_chunk(
     idx = ds.index.gather(part) if idx is None else idx
     buf = [bytearray()] if buf is None else buf
     try:
-        view, start, end, got = _read_runs(ds, idx, buf)
+        view, rel, size, owner, counts, bad = _read_members(ds, idx, buf)
     except SeTaStreamError:  # e.g. a shard whose size changed: each sample gets the error
         if not skip_errors:
             raise
         return [guard(partial(ds.read_raw, i), True) for i in part.tolist()]
-    counts = np.diff(idx.mstart)
-    owner = np.repeat(np.arange(len(part)), counts)
-    rel = idx.moffset - idx.offset[owner] + start[owner]
-    size = idx.msize
-    ok = headers_ok(view, rel, size, start[owner], end[owner])
-    bad = got < end  # the sample's bytes were not all read: shard truncated
-    bad[owner[~ok]] = True
     names = idx.field_names
     mfield = idx.mfield
     values = list(
@@ -122,6 +141,58 @@ def read_chunk(
     for j in np.flatnonzero(bad).tolist():  # the precise error, from the one-sample path
         out[j] = guard(partial(ds.read_raw, int(part[j])), skip_errors)
     return out
+
+
+def read_chunk_columns(
+    ds: TarDataset,
+    part: np.ndarray,
+    *,
+    skip_errors: bool,
+    buf: list[bytearray] | None = None,
+    idx: SampleIndex | None = None,
+) -> ColChunk:
+    """`read_chunk` as columns: the chunk's bytes copied once, each field an (offset, size)
+    pair of arrays into them. Samples that need Python on their own (a `.zst` member, or a
+    failed check read again by `read_raw`) are appended to the bytes from their raw dict."""
+    idx = ds.index.gather(part) if idx is None else idx
+    buf = [bytearray()] if buf is None else buf
+    try:
+        view, rel, size, owner, counts, bad = _read_members(ds, idx, buf)
+    except SeTaStreamError:
+        if not skip_errors:
+            raise
+        return ColChunk.from_raws(
+            part, [guard(partial(ds.read_raw, i), True) for i in part.tolist()]
+        )
+    names = idx.field_names
+    zst = np.asarray([f[-4:] == ".zst" for f in names], bool)
+    redo = bad.copy()  # samples taken from their raw dict
+    if zst.any():
+        redo[owner[zst[idx.mfield]]] = True
+    n = len(part)
+    chunk = ColChunk(ids=part, keys=idx.keys.to_numpy(zero_copy_only=False))
+    chunk.data = np.frombuffer(bytes(view), np.uint8)  # a copy: `buf` is read into again
+    keep = ~redo[owner]
+    for f in np.unique(idx.mfield[keep]).tolist():
+        m = keep & (idx.mfield == f)
+        off, sz = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+        off[owner[m]], sz[owner[m]] = rel[m], size[m]
+        chunk.fields[names[f]] = (off, sz)
+    ds.stats.samples_read += n - int(bad.sum())  # read_raw counts the others
+    raws: dict[int, Raw | SeTaStreamError] = {}
+    for j in np.flatnonzero(redo).tolist():
+        if bad[j]:  # the precise error, from the one-sample path
+            raws[j] = guard(partial(ds.read_raw, int(part[j])), skip_errors)
+        else:
+            a = int(idx.mstart[j])
+            d: Raw = {"__key__": chunk.keys[j], "__index__": int(part[j])}
+            for f, o, s in zip(idx.mfield[a : a + int(counts[j])].tolist(),
+                               rel[a : a + int(counts[j])].tolist(),
+                               size[a : a + int(counts[j])].tolist(), strict=True):  # fmt: skip
+                d[names[f]] = bytes(view[o : o + s])
+            raws[j] = guard(partial(ds.unzst_fields, d), skip_errors)
+    chunk.put_raws(raws)
+    return chunk
 
 
 def _dicts(
