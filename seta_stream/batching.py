@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from seta_stream.shards.colchunk import ColChunk
+from seta_stream.shards.colchunk import ColChunk, as_objects
 from seta_stream.shards.decodecols import RawColumn, decode_column, stack_or_list
 
 log = logging.getLogger("seta_stream")
@@ -75,7 +74,11 @@ class ColWindow:
         starts = np.asarray(self.starts, np.int64)
         which = np.searchsorted(starts, ranks, side="right") - 1
         local = ranks - starts[which]
-        groups = [(int(c), np.flatnonzero(which == c)) for c in np.unique(which)]
+        lo, hi = int(which.min()), int(which.max())
+        if lo == hi:
+            groups = [(lo, np.arange(len(ranks)))]
+        else:
+            groups = [(c, np.flatnonzero(which == c)) for c in range(lo, hi + 1)]
         b = len(ranks)
         ids, keys = np.empty(b, np.int64), np.empty(b, object)
         batch = RawBatch(ids=ids, keys=[])
@@ -99,28 +102,17 @@ class ColWindow:
     def _column(
         self, name: str, groups: list[tuple[int, np.ndarray]], local: np.ndarray, b: int
     ) -> RawColumn:
-        off, size = np.full(b, -1, np.int64), np.full(b, -1, np.int64)
-        for c, sel in groups:
-            col = self.chunks[c].fields.get(name)
-            if col is not None:
-                off[sel], size[sel] = col[0][local[sel]], col[1][local[sel]]
-        n = int(size[0]) if b else 0
-        if n > 0 and (size == n).all():  # one size: one (B, n) array out of the buffers
+        cols = [self.chunks[c].fields.get(name) for c, _ in groups]
+        width = {c.shape[1] if c is not None and c.ndim == 2 else -1 for c in cols}
+        if len(width) == 1 and (n := width.pop()) > 0:  # one size everywhere: one array
             out = np.empty((b, n), np.uint8)
-            for c, sel in groups:
-                data = self.chunks[c].data
-                out[sel] = sliding_window_view(data, n)[off[sel]]
+            for (_, sel), col in zip(groups, cols, strict=True):
+                out[sel] = col[local[sel]]  # type: ignore[index]
             return out
-        values = np.empty(b, object)
-        for c, sel in groups:
-            view = self.chunks[c].data.data
-            o, s = off[sel], size[sel]
-            got = np.empty(len(sel), object)
-            got[:] = [
-                bytes(view[a:z]) if n >= 0 else None
-                for a, z, n in zip(o.tolist(), (o + s).tolist(), s.tolist(), strict=True)
-            ]
-            values[sel] = got
+        values = np.full(b, None, object)
+        for (_, sel), col in zip(groups, cols, strict=True):
+            if col is not None:
+                values[sel] = as_objects(col[local[sel]])
         return values.tolist()
 
 

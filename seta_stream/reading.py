@@ -34,6 +34,7 @@ from seta_stream.workdir import (
 Decode = Literal["default"] | Callable[[dict[str, Any]], Any] | None
 OnError = Literal["raise", "skip"]
 _FLUSH_EVERY = 256  # yielded samples between updates of the shared counters
+_FLUSH_BATCHED = 1024  # batched mode: at least this many samples between updates
 _ONE = np.float32(1.0)
 log = logging.getLogger("seta_stream")
 
@@ -139,7 +140,8 @@ def read_batches(
             batch, skipped = build(got.take(rank), w)
             tally.yielded += len(rank) - skipped
             tally.skipped += skipped
-            tally.flush()
+            if tally.yielded + tally.skipped >= _FLUSH_BATCHED:
+                tally.flush()
             yield len(rank), batch
     finally:
         chunks.close()  # type: ignore[attr-defined]  # stops fetching ahead, joins threads

@@ -20,10 +20,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from seta_stream.chunks import Raw, chunk_ends, guard
 from seta_stream.errors import SeTaStreamError
-from seta_stream.shards.colchunk import ColChunk
+from seta_stream.shards.colchunk import ColChunk, as_objects, fixed
 
 if TYPE_CHECKING:
     from seta_stream.shards.index import SampleIndex
@@ -65,6 +66,7 @@ def iter_local_tar(
     n = ds.index.num_samples
     buf: list[bytearray] = [bytearray()]  # one read buffer for the whole pass (see read_chunk)
     read = read_chunk_columns if columns else read_chunk
+    most = GATHER_SAMPLES if columns else CHUNK_SAMPLES  # columns: no per-sample cost to bound
     for a in range(0, len(ids), GATHER_SAMPLES):  # the index rows of a few chunks at once
         block = ids[a : a + GATHER_SAMPLES]
         if int(block.min()) < 0 or int(block.max()) >= n:
@@ -72,7 +74,7 @@ def iter_local_tar(
             raise IndexError(f"sample id {bad} out of range [0, {n})")
         idx = ds.index.gather(block)
         c = 0  # chunks of <= CHUNK_SAMPLES samples and CHUNK_BYTES (one sample may be larger)
-        for b in chunk_ends(idx.length, max_samples=CHUNK_SAMPLES, max_bytes=CHUNK_BYTES):
+        for b in chunk_ends(idx.length, max_samples=most, max_bytes=CHUNK_BYTES):
             yield read(ds, block[c:b], skip_errors=skip_errors, buf=buf, idx=idx.rows(c, b))
             c = b
 
@@ -151,47 +153,55 @@ def read_chunk_columns(
     buf: list[bytearray] | None = None,
     idx: SampleIndex | None = None,
 ) -> ColChunk:
-    """`read_chunk` as columns: the chunk's bytes copied once, each field an (offset, size)
-    pair of arrays into them. Samples that need Python on their own (a `.zst` member, or a
-    failed check read again by `read_raw`) are appended to the bytes from their raw dict."""
+    """`read_chunk` as columns: a field every sample has with one size is one uint8 array
+    copied out of the read buffer, any other an object array of bytes. Samples that need
+    Python on their own (a `.zst` member, or a failed check read again by `read_raw`) are
+    set from their raw dict."""
     idx = ds.index.gather(part) if idx is None else idx
     buf = [bytearray()] if buf is None else buf
     try:
-        view, rel, size, owner, counts, bad = _read_members(ds, idx, buf)
+        view, rel, size, owner, _, bad = _read_members(ds, idx, buf)
     except SeTaStreamError:
         if not skip_errors:
             raise
-        return ColChunk.from_raws(
-            part, [guard(partial(ds.read_raw, i), True) for i in part.tolist()]
-        )
-    names = idx.field_names
+        every = [guard(partial(ds.read_raw, i), True) for i in part.tolist()]
+        return ColChunk.from_raws(part, every)
+    names, n = idx.field_names, len(part)
     zst = np.asarray([f[-4:] == ".zst" for f in names], bool)
-    redo = bad.copy()  # samples taken from their raw dict
+    redo = bad.copy()  # samples set from their raw dict
     if zst.any():
         redo[owner[zst[idx.mfield]]] = True
-    n = len(part)
     chunk = ColChunk(ids=part, keys=idx.keys.to_numpy(zero_copy_only=False))
-    chunk.data = np.frombuffer(bytes(view), np.uint8)  # a copy: `buf` is read into again
-    keep = ~redo[owner]
-    for f in np.unique(idx.mfield[keep]).tolist():
-        m = keep & (idx.mfield == f)
-        off, sz = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
-        off[owner[m]], sz[owner[m]] = rel[m], size[m]
-        chunk.fields[names[f]] = (off, sz)
+    arr = np.frombuffer(view, np.uint8)
+    for f in np.unique(idx.mfield).tolist():
+        m = np.flatnonzero(idx.mfield == f)
+        s = size[m]
+        one = len(m) == n and bool((owner[m] == np.arange(n)).all())  # one member a sample
+        if one and n and (s == s[0]).all() and s[0] > 0:
+            chunk.fields[names[f]] = sliding_window_view(arr, int(s[0]))[rel[m]]  # a copy
+            continue
+        col = np.full(n, None, object)
+        a = rel[m]
+        col[owner[m]] = list(map(bytes, map(view.__getitem__, map(slice, a.tolist(),
+                                                                   (a + s).tolist()))))  # fmt: skip
+        chunk.fields[names[f]] = col
+    for name in [f for f in chunk.fields if f[-4:] == ".zst"]:
+        chunk.fields[name] = as_objects(chunk.fields.pop(name))  # set below, without .zst
     ds.stats.samples_read += n - int(bad.sum())  # read_raw counts the others
     raws: dict[int, Raw | SeTaStreamError] = {}
     for j in np.flatnonzero(redo).tolist():
         if bad[j]:  # the precise error, from the one-sample path
             raws[j] = guard(partial(ds.read_raw, int(part[j])), skip_errors)
-        else:
-            a = int(idx.mstart[j])
-            d: Raw = {"__key__": chunk.keys[j], "__index__": int(part[j])}
-            for f, o, s in zip(idx.mfield[a : a + int(counts[j])].tolist(),
-                               rel[a : a + int(counts[j])].tolist(),
-                               size[a : a + int(counts[j])].tolist(), strict=True):  # fmt: skip
-                d[names[f]] = bytes(view[o : o + s])
-            raws[j] = guard(partial(ds.unzst_fields, d), skip_errors)
+            continue
+        lo, hi = int(idx.mstart[j]), int(idx.mstart[j + 1])
+        d: Raw = {"__key__": chunk.keys[j], "__index__": int(part[j])}
+        for f, o, k in zip(idx.mfield[lo:hi].tolist(), rel[lo:hi].tolist(),
+                           size[lo:hi].tolist(), strict=True):  # fmt: skip
+            d[names[f]] = bytes(view[o : o + k])
+        raws[j] = guard(partial(ds.unzst_fields, d), skip_errors)
     chunk.put_raws(raws)
+    if raws:
+        chunk.fields = {k: fixed(v) for k, v in chunk.fields.items() if (v != None).any()}  # noqa: E711
     return chunk
 
 

@@ -271,7 +271,8 @@ def test_window_gathers_across_chunks() -> None:
         assert batch.ids.tolist() == ranks.tolist()
         ok = [k for k, r in enumerate(ranks.tolist()) if r != 17]
         assert set(batch.errors) == set(range(len(ranks))) - set(ok)
-        assert isinstance(batch.fields["a"], np.ndarray if 17 not in ranks else list)
+        in_bad_chunk = ((ranks >= 10) & (ranks < 20)).any()  # that chunk holds an error
+        assert isinstance(batch.fields["a"], list if in_bad_chunk else np.ndarray)
         for k in ok:
             r = int(ranks[k])
             assert bytes(batch.fields["a"][k]) == raws[r]["a"]  # type: ignore[index]
