@@ -2,8 +2,8 @@
 """How fast is our read path against LitData, MosaicML Streaming and webdataset, and the machine?
 
     python benchmarks/bench_peers.py [--samples 200000] [--workers 0,2] [--rounds 1]
-        [--warmup 0] [--modes raw,decoded] [--data DIR] [--out benchmarks/out/peers.json]
-        [--smoke]
+        [--warmup 0] [--modes raw,decoded] [--readers limits,webdataset,peers,ours,batched]
+        [--keeps 1.0,0.7,0.5,0.3] [--data DIR] [--out benchmarks/out/peers.json] [--smoke]
 
 Peers need the benchmark environment: `bash benchmarks/peers_env.sh` (.venv-bench); without
 them their rows say "not installed". Data: bench_stream's 32x32 RGB PNGs + class, converted
@@ -18,7 +18,12 @@ tar shards (shardshuffle=100); `litdata.StreamingDataset(shuffle=True)` and
 `streaming.StreamingDataset(shuffle=True)` iterated; the same two read by `ds[i]` through a
 map-style wrapper and a sampler that draws a fresh random 30% of the ids each epoch (their
 random-access API); SeTaStream with `Full()` and `DynamicRandom` at keep 0.7/0.5/0.3 (as in
-bench_stream). Limits (W=0): a sequential read of each format's files, and the decode
+bench_stream); "SeTaStream batched": its batched mode (`batch_size=256` in the stream,
+`DataLoader(batch_size=None)`, the collate `collate_columns`: PNG column and int64 labels;
+decoded: the same decode per sample, over the batch's column), alternating with the
+per-sample rows in the same rounds; its `vs_per_sample` is its speed over the per-sample
+Full row's (best and median rounds). `--readers` picks row groups, `--keeps` our keeps.
+Limits (W=0): a sequential read of each format's files, and the decode
 function alone over in-memory PNG bytes of the same samples (the first 20,000).
 
 Method (bench_stream's): every file is read once (page cache warm), the readers of one
