@@ -13,18 +13,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from _ddp_worker import BATCH, EPOCHS, POLICY, SEED, loss_of  # this folder: sys.path[0]
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from seta_stream.policies import SeTa
 from seta_stream.stream import SeTaStream
-
-POLICY = SeTa(epochs=4, prune_ratio=0.3, num_groups=3, window=0.6)
-SEED, BATCH, EPOCHS = 5, 32, 2
-
-
-def loss_of(ids: torch.Tensor, epoch: int) -> torch.Tensor:
-    return ((ids * (epoch + 2)) % 13).float() / 13 + 0.01
 
 
 def main(shards: str, out: str) -> None:
