@@ -314,3 +314,27 @@ def test_on_error_skip_leaves_the_row_out_raise_names_it(
     assert st["samples_skipped"] == 2 and st["samples_yielded"] == N - 2
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert f"sample {BAD_HEADER}" in logged and f"sample {BAD_DATA}" in logged
+
+
+def test_arrow_shards_batched_as_per_sample(tmp_path: Path) -> None:
+    """Arrow shards (raw dicts turned into columns) give the per-sample mode's samples."""
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "src.npz", x=rng.standard_normal((300, 6)).astype(np.float32),
+             y=rng.integers(0, 10, 300))  # fmt: skip
+    convert(open_source(str(tmp_path / "src.npz")), tmp_path / "ds",
+            ConvertOptions(format="arrow", samples_per_shard=70, progress=False))  # fmt: skip
+    kw: dict[str, Any] = {"policy": Full(), "losses": None, "seed": 4}
+    with (
+        SeTaStream(tmp_path / "ds", **kw) as one,
+        SeTaStream(tmp_path / "ds", batch_size=32, **kw) as many,
+    ):
+        one.set_epoch(0)
+        many.set_epoch(0)
+        per = list(DataLoader(one, batch_size=32))
+        got = list(_loader(many))
+        st = many.stats()
+    assert len(got) == len(per) == 10
+    for p, g in zip(per, got, strict=True):
+        for name in p:
+            assert _same(g[name], p[name]), name
+    assert st["samples_read"] == st["samples_decoded"] == st["samples_yielded"] == 300
