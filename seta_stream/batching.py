@@ -77,8 +77,9 @@ class ColWindow:
         lo, hi = int(which.min()), int(which.max())
         if lo == hi:
             groups = [(lo, np.arange(len(ranks)))]
-        else:
-            groups = [(c, np.flatnonzero(which == c)) for c in range(lo, hi + 1)]
+        else:  # the chunks between may hold no row of this batch
+            found = ((c, np.flatnonzero(which == c)) for c in range(lo, hi + 1))
+            groups = [(c, sel) for c, sel in found if len(sel)]
         b = len(ranks)
         ids, keys = np.empty(b, np.int64), np.empty(b, object)
         batch = RawBatch(ids=ids, keys=[])

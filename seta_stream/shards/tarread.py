@@ -33,9 +33,8 @@ if TYPE_CHECKING:
 CHUNK_SAMPLES = 256
 GATHER_SAMPLES = 4 * CHUNK_SAMPLES  # index rows gathered at once (per-shard lookups amortised)
 CHUNK_BYTES = 8 << 20  # a chunk holds at most this many bytes (one sample may be larger)
-_HEADER_AT = np.r_[257:262, 124:136]  # the ustar magic and the size field of a header
 _USTAR = np.frombuffer(b"ustar", np.uint8)
-_SHIFTS = 3 * np.arange(10, -1, -1)  # an 11-digit octal number, most significant first
+_OCTAL = 8 ** np.arange(10, -1, -1, dtype=np.int64)  # an 11-digit octal number's place values
 
 
 class _Counts(Protocol):
@@ -276,12 +275,12 @@ def headers_ok(
     inside = (rel - 512 >= lo) & (rel + size <= hi) & (rel + size <= len(arr))
     if len(arr) < 512:
         return np.zeros(len(rel), bool)
-    h = np.where(inside, rel - 512, 0)
-    hdr = arr[h[:, None] + _HEADER_AT]  # magic, then the size field
-    octal = ((size[:, None] >> _SHIFTS) & 7) + 48
-    ok = (hdr[:, :5] == _USTAR).all(axis=1) & (hdr[:, 5:16] == octal).all(axis=1)
-    ok &= (hdr[:, 16] == 0) | (hdr[:, 16] == 32)
-    ok &= inside
+    # bytes 124..262 of each header, one copy: the size field (124..136) to the magic (257..262)
+    win = sliding_window_view(arr, 138)[np.where(inside, rel - 388, 0)]
+    digits = win[:, :11] - np.uint8(48)  # not octal digits: wrap to >= 8
+    ok = (win[:, 133:138] == _USTAR).all(axis=1) & (digits < 8).all(axis=1)
+    ok &= (digits.astype(np.int64) @ _OCTAL) == size
+    ok &= ((win[:, 11] == 0) | (win[:, 11] == 32)) & inside
     view = memoryview(buf)
     for k in np.flatnonzero(inside & ~ok).tolist():  # other spellings of the size field
         start = int(lo[k])
