@@ -2,8 +2,8 @@
 """How fast is our read path against LitData, MosaicML Streaming and webdataset, and the machine?
 
     python benchmarks/bench_peers.py [--samples 100000] [--workers 0,2] [--rounds 3]
-        [--warmup 1] [--modes raw,decoded] [--data DIR] [--out benchmarks/out/peers.json]
-        [--smoke]
+        [--warmup 1] [--modes raw,decoded] [--readers limits,webdataset,peers,ours,batched]
+        [--keeps 1.0,0.7,0.5,0.3] [--data DIR] [--out benchmarks/out/peers.json] [--smoke]
 
 Peers need the benchmark environment: `bash benchmarks/peers_env.sh` (.venv-bench); without
 them their rows say "not installed". Data: bench_stream's 32x32 RGB PNGs + class, converted
@@ -22,8 +22,13 @@ random-access API) through a map-style wrapper and a sampler doing SeTaStream's 
 policy, seed and epoch), in our plan's order rule (shards in a seeded random order, ascending
 within a shard; not copied: the plan's few-open-shards interleave and bounded shuffle, which
 move a sample only a little); SeTaStream with `Full()` and `DynamicRandom` at keep
-0.7/0.5/0.3 (as in bench_stream). Limits (W=0): a sequential read of each format's files, and
-the decode function alone over in-memory PNG bytes of the same samples (the first 20,000).
+0.7/0.5/0.3 (as in bench_stream); "SeTaStream batched": its batched mode (`batch_size=256` in
+the stream, `DataLoader(batch_size=None)`, the collate `collate_columns`: PNG column and int64
+labels; decoded: the same decode per sample, over the batch's column), alternating with the
+per-sample rows in the same rounds; its `vs_per_sample` is its speed over the per-sample Full
+row's (best and median rounds). `--readers` picks row groups, `--keeps` our keeps. Limits
+(W=0): a sequential read of each format's files, and the decode function alone over in-memory
+PNG bytes of the same samples (the first 20,000).
 
 Method (bench_stream's): every file is read once (page cache warm), the readers of one
 (W, mode) are built, then run in rounds of one epoch each, order rotated every round, the
@@ -63,6 +68,8 @@ from peers_lib import (  # noqa: E402  # the shared harness, the peers' imports 
     Mapped,
     PlanSubset,
     collate,
+    collate_columns,
+    decode_batch,
     decode_item,
     decode_png,
     import_litdata,
@@ -78,8 +85,10 @@ from seta_stream import DynamicRandom, Full, SeTaStream  # noqa: E402
 
 DEFAULT_OUT = HERE / "out" / "peers.json"
 OURS, WDS = "SeTaStream", "webdataset.WebDataset"
+BATCHED = "SeTaStream batched"  # SeTaStream(batch_size=...) with DataLoader(batch_size=None)
 LIT, MDS = "litdata.StreamingDataset", "streaming.StreamingDataset"
 MODES = ("raw", "decoded")
+READERS = ("limits", "webdataset", "peers", "ours", "batched")
 MARKER = ("samples", "samples_per_shard", "seed")  # what a kept data set (--data) depends on
 
 
@@ -90,6 +99,8 @@ class PeersConfig:
     workers: tuple[int, ...] = (0, 2)
     modes: tuple[str, ...] = MODES
     keeps: tuple[float, ...] = (1.0, 0.7, 0.5, 0.3)
+    batched_keeps: tuple[float, ...] = (1.0,)  # our batched mode's rows
+    readers: tuple[str, ...] = READERS  # which groups of rows run
     subset: float = 0.3  # the random-access rows' fraction (ours at this keep: the same ids)
     rounds: int = 3  # 100k x every reader x 2 W x 2 modes: one round is ~6 min on 2 cores
     warmup: int = 1  # untimed, for every contestant alike
@@ -102,6 +113,8 @@ class PeersConfig:
             raise ValueError(f"subset={self.subset}: must be in (0, 1]")
         if not self.modes or not set(self.modes) <= set(MODES):
             raise ValueError(f"modes={self.modes}: each one of {MODES}")
+        if not self.readers or not set(self.readers) <= set(READERS):
+            raise ValueError(f"readers={self.readers}: each one of {READERS}")
         if self.decode_limit_samples < 1:
             raise ValueError(f"decode_limit_samples={self.decode_limit_samples}: must be >= 1")
         self.stream()  # bench_stream validates the rest (sizes, keeps, workers, rounds)
@@ -118,18 +131,22 @@ def loader_contestant(
     sampler: Sampler[int] | None = None, keep: float = 1.0,
     before_epoch: Callable[[int], None] = lambda e: None,
     extras: Callable[[], dict[str, Any]] = dict, close: Callable[[], None] = lambda: None,
+    batched: bool = False,
 ) -> bs.Contestant:  # fmt: skip
-    """One reader through the shared DataLoader; each epoch counts bytes read, decode calls."""
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=w, sampler=sampler,
-                        persistent_workers=w > 0, collate_fn=collate,
+    """One reader through the shared DataLoader; each epoch counts bytes read, decode calls.
+    `batched`: the reader yields whole batches (`batch_size=None`, `collate_columns`)."""
+    loader = DataLoader(dataset, batch_size=None if batched else cfg.batch_size, num_workers=w,
+                        sampler=sampler, persistent_workers=w > 0,
+                        collate_fn=collate_columns if batched else collate,
                         multiprocessing_context="fork" if w else None)  # fmt: skip
+    count: Callable[[Any], int] = (lambda b: len(b[1])) if batched else len
     box: dict[str, Any] = {"loader": loader}
     seen: dict[str, Any] = {}
 
     def epoch(e: int) -> int:
         before_epoch(e)
         r0, d0 = reader_rchar(w), sum(DECODES)
-        n = sum(len(batch) for batch in box["loader"])
+        n = sum(map(count, box["loader"]))
         r1 = reader_rchar(w)
         seen["bytes_read"] = sum(r1[p] - r0.get(p, 0) for p in r1)  # new: started now
         seen["decode_calls"] = sum(DECODES) - d0
@@ -189,6 +206,19 @@ def ours(shards: Path, work: Path, cfg: PeersConfig, keep: float, w: int,
     fn = decode_item if mode == "decoded" else None
     return loader_contestant(OURS, Mapped(stream, fn), cfg, w, mode, keep=keep,
                              before_epoch=stream.set_epoch, close=stream.close)  # fmt: skip
+
+
+def ours_batched(shards: Path, work: Path, cfg: PeersConfig, keep: float, w: int,
+                 mode: str) -> bs.Contestant:  # fmt: skip
+    """SeTaStream's batched mode: batches of `cfg.batch_size` built in the reader."""
+    policy = Full() if keep == 1.0 else DynamicRandom(epochs=bs.POLICY_EPOCHS, prune_ratio=1 - keep)
+    stream = SeTaStream(shards, policy=policy, losses=work / f"losses-b-k{keep}-w{w}-{mode}",
+                        seed=cfg.seed, decode=None, workdir=str(work),
+                        batch_size=cfg.batch_size)  # fmt: skip
+    fn = decode_batch if mode == "decoded" else None
+    return loader_contestant(BATCHED, Mapped(stream, fn), cfg, w, mode, keep=keep,
+                             before_epoch=stream.set_epoch, close=stream.close,
+                             batched=True)  # fmt: skip
 
 
 def webdataset(shards: Path, cfg: PeersConfig, w: int, mode: str) -> bs.Contestant:
@@ -281,15 +311,19 @@ def build(data: Path, cfg: PeersConfig) -> dict[str, Any]:
 def group(built: dict[str, Any], work: Path, cfg: PeersConfig, w: int, mode: str,
           cs: list[bs.Contestant]) -> None:  # fmt: skip
     """The readers of one (W, mode), appended to `cs` one by one."""
-    shards = built["formats"]["tar (ours, webdataset)"]
-    if w == 0 and mode == "raw":
+    shards, want = built["formats"]["tar (ours, webdataset)"], set(cfg.readers)
+    if w == 0 and mode == "raw" and "limits" in want:
         cs += [read_limit(fmt, where, cfg.samples) for fmt, where in built["formats"].items()]
-    if w == 0 and mode == "decoded":
+    if w == 0 and mode == "decoded" and "limits" in want:
         cs.append(decode_limit(shards, cfg))
-    cs.append(webdataset(shards, cfg, w, mode))
-    cs += make_peers(built, cfg, w, mode)
-    for keep in cfg.keeps:
+    if "webdataset" in want:
+        cs.append(webdataset(shards, cfg, w, mode))
+    if "peers" in want:
+        cs += make_peers(built, cfg, w, mode)
+    for keep in cfg.keeps if "ours" in want else ():
         cs.append(ours(shards, work, cfg, keep, w, mode))
+    for keep in cfg.batched_keeps if "batched" in want else ():
+        cs.append(ours_batched(shards, work, cfg, keep, w, mode))
 
 
 def measure(built: dict[str, Any], work: Path, cfg: PeersConfig) -> list[dict[str, Any]]:
@@ -333,6 +367,9 @@ def add_ratios(rows: list[dict[str, Any]], per_sample_disk: dict[str, float]) ->
         wds, full = find(WDS, r), find(OURS, r)
         if wds is not None:
             r["vs_webdataset"] = r["samples_per_s"] / wds["samples_per_s"]
+        if r["reader"] == BATCHED and full is not None and r["keep"] == 1.0:
+            r["vs_per_sample"] = r["samples_per_s"] / full["samples_per_s"]
+            r["vs_per_sample_median"] = full["epoch_s_median"] / r["epoch_s_median"]
         if full is not None and not r["reader"].startswith("limit"):
             r["epoch_vs_full"] = r["epoch_s"] / full["epoch_s"]
         if r["reader"] == OURS and r["keep"] < 1.0:
@@ -365,9 +402,12 @@ def table(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {r['reader']} | | | | {r['status']} |" + " |" * 8)
             continue
         ratio = _f(r.get("epoch_vs_full"), ".3f")
+        if "vs_per_sample" in r:
+            ratio = (f"{r['vs_per_sample']:.2f}x per-sample (median "
+                     f"{r['vs_per_sample_median']:.2f}x)")  # fmt: skip
         if "target" in r:
             ratio += f" (≤{r['target']:.2f} {'ok' if r['meets_target'] else 'MISS'})"
-        speed = f"{r['samples_per_s']:,.0f}"
+        speed = f"{r['samples_per_s']:,.0f} (median {r['samples'] / r['epoch_s_median']:,.0f})"
         if "mb_per_s" in r:
             speed += f" ({r['mb_per_s']:,.0f} MB/s)"
         lines.append(
@@ -391,6 +431,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-per-shard", type=int, default=None, help="default 10000")
     p.add_argument("--workers", default="0,2", help="DataLoader workers, comma-separated")
     p.add_argument("--modes", default="raw,decoded", help="raw, decoded or both")
+    p.add_argument("--readers", default=",".join(READERS),
+                   help=f"row groups to run, comma-separated, of {','.join(READERS)}")  # fmt: skip
+    p.add_argument("--keeps", default="1.0,0.7,0.5,0.3", help="our per-sample rows' keeps")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 1)")
     p.add_argument("--seed", type=int, default=0)
@@ -409,6 +452,8 @@ def _config(args: argparse.Namespace) -> PeersConfig:
         samples_per_shard=args.samples_per_shard or (250 if args.smoke else 10_000),
         workers=tuple(int(w) for w in args.workers.split(",")),
         modes=tuple(m.strip() for m in args.modes.split(",")),
+        readers=tuple(r.strip() for r in args.readers.split(",")),
+        keeps=tuple(float(k) for k in args.keeps.split(",")),
         rounds=args.rounds or (1 if args.smoke else 3),
         warmup=args.warmup if args.warmup is not None else (0 if args.smoke else 1),
         decode_limit_samples=500 if args.smoke else 20_000,

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 from seta_stream import DynamicRandom
 from seta_stream.shards import Dataset as Shards
 from seta_stream.shards import read_samples
+from seta_stream.shards.decodecols import decode_column
 
 DECODES = multiprocessing.RawArray("q", 16)  # decode calls, one slot per process (0 = main)
 
@@ -42,6 +43,20 @@ def decode_item(sample: dict[str, Any]) -> dict[str, Any]:
 def collate(batch: list[dict[str, Any]]) -> list[tuple[Any, int]]:
     """The one collate: (PNG bytes or uint8 array, int label) per sample."""
     return [(s["png"], int(s["cls"])) for s in batch]
+
+
+def decode_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """`decode_item` for a batched reader: the decode per sample, over the batch's column."""
+    return {"png": [decode_png(b) for b in batch["png"]], "cls": batch["cls"]}
+
+
+def collate_columns(batch: dict[str, Any]) -> tuple[list[Any], np.ndarray]:
+    """The one collate for a reader that yields batches: (PNG bytes or uint8 arrays, int64
+    labels), the labels' text parsed as `collate` does (`int()`; one width: vectorised)."""
+    labels, failed = decode_column("cls", batch["cls"], where=str, allow_pickle=False)
+    if failed:
+        raise next(iter(failed.values()))
+    return list(batch["png"]), labels
 
 
 class Mapped(IterableDataset[dict[str, Any]]):

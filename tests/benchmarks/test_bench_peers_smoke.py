@@ -39,6 +39,10 @@ def test_smoke_run_writes_json(script, tmp_path: Path, capsys: pytest.CaptureFix
                 pruned = by["SeTaStream", w, mode, keep]
                 assert pruned["samples"] == int(keep * N)
                 assert pruned["target"] == keep + 0.05
+    for w in (0, 2):  # the batched mode's row: every sample, beside the per-sample Full row
+        for mode in ("raw", "decoded"):
+            batched = by["SeTaStream batched", w, mode, 1.0]
+            assert batched["samples"] == N and batched["vs_per_sample"] > 0
     full, pruned = by["SeTaStream", 0, "raw", 1.0], by["SeTaStream", 0, "raw", 0.3]
     # the kernel saw the samples' bytes read, plus the per-shard index files (a few kB) and the
     # plan's small files: within 1% of the dataset on disk
