@@ -3,8 +3,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# LitData and MosaicML Streaming (tests/benchmarks/test_peers_env.py, slow): a small venv layered
+# on .venv (no torch of its own), since their pins clash with .venv's (benchmarks/peers_env.sh)
+PEERS := .venv-peers
+PEERS_STAMP := $(PEERS)/.installed
 
-.PHONY: setup demo test test-fast bench-env bench-peers bench-scaling fuzz clean
+.PHONY: setup peers-env demo test test-fast bench-env bench-peers bench-scaling fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,10 +21,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+$(PEERS_STAMP): $(STAMP) benchmarks/peers_env.sh
+	BASE=$(VENV) VENV=$(PEERS) bash benchmarks/peers_env.sh
+	touch $(PEERS_STAMP)
+
+peers-env: $(PEERS_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -47,4 +57,4 @@ fuzz: $(STAMP)
 	$(BIN)/python fuzz/fuzz.py --inputs 100000 --seed 7 --json benchmarks/out/fuzz.json
 
 clean:
-	rm -rf $(VENV) .venv-bench build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) .venv-bench build *.egg-info .pytest_cache .mypy_cache .ruff_cache

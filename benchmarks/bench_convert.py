@@ -2,7 +2,7 @@
 """How fast does `convert` write shards, and how few bytes does a read by id touch?
 
     python benchmarks/bench_convert.py [--samples 100000] [--images 20000] [--repeat 3]
-        [--out benchmarks/out/convert.json] [--smoke]
+        [--warmup 1] [--out benchmarks/out/convert.json] [--smoke]
 
 Inputs (seeded, made in a temporary folder): an `.npz` of MNIST-1D-like samples (`x` float32
 (40,), `y` int label) and, unless `--images 0`, an ImageFolder of 28x28 grayscale PNGs.
@@ -12,7 +12,11 @@ Contestants on the same input and shard size, side by side: `seta_stream.shards.
 and with `mtime=0` (no pax header per member).
 Then the converted dataset is read by id (a random 10/30/100% of ids, sorted) with
 `read_samples`, counting bytes as the reader sees them and as the OS does (`/proc/self/io`
-rchar), against one streaming pass of `webdataset.WebDataset` over the webdataset shards.
+rchar), against a streaming pass of `webdataset.WebDataset` over the webdataset shards: those
+written with `mtime=0` (byte for byte the same tar layout as ours: the fair row) and, as a
+second row, its default output (a pax header per member).
+Every contestant alike: `--warmup` untimed runs, then `--repeat` timed runs; the figure is
+their median (every run in the JSON, with the git commit and the load average at start and end).
 
 Prints Markdown tables (for BENCHMARKS.md) and writes every figure to JSON. Not a test:
 the smoke run in tests/benchmarks/ only keeps it from rotting.
@@ -23,13 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_info import run_info
 
 from seta_stream.shards import ConvertOptions, Dataset, convert, read_samples
 from seta_stream.shards.sources import ImageFolderSource, NpzSource, Source
@@ -55,6 +62,7 @@ class BenchConfig:
     images: int = 20_000
     samples_per_shard: int = 10_000
     repeat: int = 3
+    warmup: int = 1
     seed: int = 0
     fractions: tuple[float, ...] = (0.1, 0.3, 1.0)
 
@@ -99,15 +107,19 @@ def make_images(folder: Path, n: int, seed: int, classes: int = 10) -> Path:
 # ---------------------------------------------------------------- convert
 
 
-def _timed(run: Callable[[Path], None], work: Path, repeat: int) -> tuple[list[float], Path]:
-    """Run `run(dst)` `repeat` times into fresh folders; return the times and the last folder."""
+def _timed(
+    run: Callable[[Path], None], work: Path, repeat: int, warmup: int
+) -> tuple[list[float], Path]:
+    """Run `run(dst)` `warmup` untimed then `repeat` timed times into fresh folders; return
+    the timed runs' seconds and the last folder."""
     times: list[float] = []
-    for r in range(repeat):
+    for r in range(warmup + repeat):
         dst = work.with_name(f"{work.name}-r{r}")
         t0 = time.perf_counter()
         run(dst)
-        times.append(time.perf_counter() - t0)
-        if r < repeat - 1:
+        if r >= warmup:
+            times.append(time.perf_counter() - t0)
+        if r < warmup + repeat - 1:
             shutil.rmtree(dst)
     return times, dst
 
@@ -175,12 +187,13 @@ def _disk(dst: Path) -> dict[str, int]:
 
 
 def bench_convert(
-    name: str, runners: dict[str, Callable[[Path], None]], n: int, work: Path, repeat: int
+    name: str, runners: dict[str, Callable[[Path], None]], n: int, work: Path, cfg: BenchConfig
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     rows: list[dict[str, Any]] = []
     dsts: dict[str, Path] = {}
     for contestant, run in runners.items():
-        times, dst = _timed(run, work / f"{name}-{contestant.replace(' ', '_')}", repeat)
+        where = work / f"{name}-{contestant.replace(' ', '_')}"
+        times, dst = _timed(run, where, cfg.repeat, cfg.warmup)
         sec = statistics.median(times)
         disk = _disk(dst)
         rows.append(
@@ -224,13 +237,15 @@ def _read_once(dst: Path, ids: np.ndarray, decode: bool) -> dict[str, Any]:
 
 
 def bench_read(
-    label: str, dst: Path, frac: float, decode: bool, *, seed: int, repeat: int
+    label: str, dst: Path, frac: float, decode: bool, *, seed: int, repeat: int, warmup: int
 ) -> dict[str, Any]:
-    """Read a random `frac` of the ids (sorted) `repeat` times; median time, last run's bytes."""
-    n = Dataset.open(dst).num_samples
+    """Read a random `frac` of the ids (sorted) `warmup` untimed then `repeat` timed times;
+    median time, last run's bytes."""
+    with closing(Dataset.open(dst)) as d:
+        n = d.num_samples
     size = max(1, round(frac * n))
     ids = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-    runs = [_read_once(dst, ids, decode) for _ in range(repeat)]
+    runs = [_read_once(dst, ids, decode) for _ in range(warmup + repeat)][warmup:]
     r = runs[-1]
     sec = statistics.median(x["seconds"] for x in runs)
     return {
@@ -241,22 +256,28 @@ def bench_read(
     }  # fmt: skip
 
 
-def bench_wds_stream(dst: Path) -> dict[str, Any]:
-    """One webdataset.WebDataset pass over its shards: a by-id read without an index."""
-    import webdataset as wds
+def bench_wds_stream(label: str, dst: Path, *, repeat: int, warmup: int) -> dict[str, Any]:
+    """webdataset.WebDataset passes over its shards (a by-id read without an index): `warmup`
+    untimed, then `repeat` timed; median time, last run's bytes."""
+    import webdataset as wds  # outside the timing
 
     urls = [str(p) for p in sorted(dst.glob("*.tar"))]
     shard_bytes = sum(os.path.getsize(u) for u in urls)
-    before = rchar()
-    t0 = time.perf_counter()
-    count = sum(1 for _ in wds.WebDataset(urls, shardshuffle=False))
-    sec = time.perf_counter() - t0
-    os_bytes = rchar() - before
+    runs = []
+    for _ in range(warmup + repeat):
+        before = rchar()
+        t0 = time.perf_counter()
+        count = sum(1 for _ in wds.WebDataset(urls, shardshuffle=False))
+        runs.append((time.perf_counter() - t0, rchar() - before, count))
+    runs = runs[warmup:]
+    sec = statistics.median(r[0] for r in runs)
+    _, os_bytes, count = runs[-1]
     return {
-        "dataset": f"{WDS} output, webdataset.WebDataset stream", "fraction": 1.0,
-        "decode": False, "samples": count, "seconds": sec, "samples_per_s": count / sec,
-        "shard_bytes": shard_bytes, "reader_bytes": None, "os_rchar_bytes": os_bytes,
-        "reader_fraction": None, "os_fraction": os_bytes / shard_bytes, "requests": None,
+        "dataset": f"{label}, webdataset.WebDataset stream", "fraction": 1.0,
+        "decode": False, "samples": count, "seconds": sec, "seconds_all": [r[0] for r in runs],
+        "samples_per_s": count / sec, "shard_bytes": shard_bytes, "reader_bytes": None,
+        "os_rchar_bytes": os_bytes, "reader_fraction": None,
+        "os_fraction": os_bytes / shard_bytes, "requests": None,
     }  # fmt: skip
 
 
@@ -269,13 +290,7 @@ def machine_info() -> dict[str, Any]:
     import webdataset
 
     torch.set_num_threads(1)
-    return {
-        "cpu_count": os.cpu_count(), "sched_cpus": len(os.sched_getaffinity(0)),
-        "loadavg": os.getloadavg(), "platform": platform.platform(),
-        "python": sys.version.split()[0], "numpy": np.__version__,
-        "pyarrow": pyarrow.__version__, "webdataset": webdataset.__version__,
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-    }  # fmt: skip
+    return {**run_info(), "pyarrow": pyarrow.__version__, "webdataset": webdataset.__version__}
 
 
 def convert_table(rows: list[dict[str, Any]]) -> str:
@@ -325,16 +340,17 @@ def _npz_part(cfg: BenchConfig, work: Path) -> tuple[list[dict[str, Any]], list[
         # time.time(), a float, whose fraction tarfile keeps in a pax record)
         f"{WDS} mtime=0": _wds_npz(x, y, cfg.samples_per_shard, mtime=0),
     }
-    rows, dsts = bench_convert("npz", runners, cfg.samples, work, cfg.repeat)
+    rows, dsts = bench_convert("npz", runners, cfg.samples, work, cfg)
     reads = []
     for label, key in (("seta_stream tar", "seta_stream convert workers=1"),
                        ("seta_stream tar zstd", "seta_stream convert workers=1 zstd")):  # fmt: skip
         for frac in cfg.fractions:
             for decode in (False, True):
-                reads.append(
-                    bench_read(label, dsts[key], frac, decode, seed=cfg.seed, repeat=cfg.repeat)
-                )
-    reads.append(bench_wds_stream(dsts[WDS]))
+                reads.append(bench_read(label, dsts[key], frac, decode, seed=cfg.seed,
+                                        repeat=cfg.repeat, warmup=cfg.warmup))  # fmt: skip
+    for key in (f"{WDS} mtime=0", WDS):  # the same tar layout as ours first; then the default
+        reads.append(bench_wds_stream(f"{key} output", dsts[key], repeat=cfg.repeat,
+                                      warmup=cfg.warmup))  # fmt: skip
     return rows, reads
 
 
@@ -347,7 +363,7 @@ def _image_part(cfg: BenchConfig, work: Path) -> list[dict[str, Any]]:
         "seta_stream convert workers=2": _ours(source, replace(base, workers=2)),
         WDS: _wds_images(source, per_shard),
     }
-    rows, _ = bench_convert("png folder", runners, cfg.images, work, cfg.repeat)
+    rows, _ = bench_convert("png folder", runners, cfg.images, work, cfg)
     return rows
 
 
@@ -357,6 +373,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=None, help="PNG files, 0 to skip (default 20000)")
     p.add_argument("--samples-per-shard", type=int, default=10_000)
     p.add_argument("--repeat", type=int, default=None, help="runs per contestant (median taken)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--workdir", type=Path, default=None, help="where inputs and outputs go")
@@ -372,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             images=args.images if args.images is not None else (200 if args.smoke else 20_000),
             samples_per_shard=500 if args.smoke else args.samples_per_shard,
             repeat=args.repeat or (1 if args.smoke else 3),
+            warmup=args.warmup if args.warmup is not None else (0 if args.smoke else 1),
             seed=args.seed,
         )
     except ValueError as e:
@@ -382,11 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows, reads = _npz_part(cfg, Path(tmp))
         if cfg.images:
             rows += _image_part(cfg, Path(tmp))
+    machine["loadavg_end"] = os.getloadavg()
     result = {"config": asdict(cfg), "machine": machine, "convert": rows, "read": reads}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"torch threads set to {machine['torch_threads']}; {machine['cpu_count']} CPUs, "
-          f"load {machine['loadavg'][0]:.2f}; median of {cfg.repeat} run(s)\n")  # fmt: skip
+          f"load {machine['loadavg'][0]:.2f}; median of {cfg.repeat} run(s) after "
+          f"{cfg.warmup} warm-up(s)\n")  # fmt: skip
     print(convert_table(rows) + "\n\n" + read_table(reads))
     print(f"\nwrote {args.out}")
     return 0

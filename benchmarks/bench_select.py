@@ -3,9 +3,11 @@
 Every policy's `select` on the same skewed (lognormal) float32 scores, beside one `np.argsort` of
 that array (the yardstick of the budget: SeTa within ~3x) and beside scikit-learn's
 `KMeans(n_clusters=k)` on the same 1-D scores (the reference implementation's approach; 1M only
-by default, it is slow). Time is the best of `--repeat` runs without tracing; peak memory is the
-tracemalloc peak of one further run (numpy reports its buffers to tracemalloc; scikit-learn's
-C-level scratch memory is not seen).
+by default, it is slow; imported before any timing). Every contestant alike: `--warmup` untimed
+runs, then `--repeat` timed runs without tracing; the figure is their median (best, worst and
+every run in the JSON); peak memory is the tracemalloc peak of one further run (numpy reports
+its buffers to tracemalloc; scikit-learn's C-level scratch memory is not seen). The JSON also
+carries the git commit, the load average at start and end, and the machine.
 
     python benchmarks/bench_select.py                      # 1M and 10M
     python benchmarks/bench_select.py --sizes 1e6 1e7 1e8  # and 100M
@@ -20,7 +22,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import sys
 import time
 import tracemalloc
@@ -29,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_info import rounds_summary, run_info
 
 from seta_stream.policies import (
     DynamicRandom,
@@ -56,50 +60,55 @@ def _policies() -> dict[str, Policy]:
     }
 
 
-def _measure(fn: Callable[[], Any], repeat: int) -> tuple[float, int, Any]:
-    """(best seconds over `repeat` untraced runs, tracemalloc peak bytes of one run, result)."""
-    best = float("inf")
+def _measure(fn: Callable[[], Any], repeat: int, warmup: int) -> tuple[dict[str, Any], int, Any]:
+    """(the timed runs' summary: median, best, every run; tracemalloc peak bytes of one more
+    run; its result), after `warmup` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    seconds = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        seconds.append(time.perf_counter() - t0)
     tracemalloc.start()
     try:
         result = fn()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    return best, peak, result
+    return rounds_summary(seconds), peak, result
 
 
-def _sklearn_kmeans(scores: np.ndarray) -> float:
-    from sklearn.cluster import KMeans  # the reference's approach; not a package dependency
-
-    km = KMeans(n_clusters=K, random_state=0).fit(scores.reshape(-1, 1))
+def _sklearn_kmeans(kmeans: Any, scores: np.ndarray) -> float:
+    km = kmeans(n_clusters=K, random_state=0).fit(scores.reshape(-1, 1))
     return float(km.inertia_)
 
 
-def bench_size(n: int, *, repeat: int, sklearn_max: int, seed: int) -> list[dict[str, Any]]:
+def bench_size(n: int, *, repeat: int, warmup: int, sklearn_max: int,
+               seed: int) -> list[dict[str, Any]]:  # fmt: skip
     scores = np.random.default_rng(seed).lognormal(size=n).astype(np.float32)
     rows: list[dict[str, Any]] = []
+    runs = functools.partial(_measure, repeat=repeat, warmup=warmup)
 
-    def row(name: str, seconds: float, peak: int, **extra: Any) -> None:
-        rows.append({"n": n, "name": name, "seconds": seconds, "peak_bytes": peak, **extra})
+    def row(name: str, timed: dict[str, Any], peak: int, **extra: Any) -> None:
+        rows.append({"n": n, "name": name, "seconds": timed["median_s"], **timed,
+                     "peak_bytes": peak, **extra})  # fmt: skip
 
-    seconds, peak, _ = _measure(lambda: np.argsort(scores), repeat)
-    argsort_s = seconds
-    row("np.argsort", seconds, peak)
+    timed, peak, _ = runs(lambda: np.argsort(scores))
+    argsort_s = timed["median_s"]
+    row("np.argsort", timed, peak)
     for name, policy in _policies().items():
-        run = functools.partial(policy.select, scores, EPOCH, seed=seed)
-        seconds, peak, sel = _measure(run, repeat)
-        row(name, seconds, peak, kept_fraction=sel.info["kept_fraction"])
+        timed, peak, sel = runs(functools.partial(policy.select, scores, EPOCH, seed=seed))
+        row(name, timed, peak, kept_fraction=sel.info["kept_fraction"])
     # k-means alone: sort + our 1-D k-means (inertia computed outside the timing)
     sorted_scores = np.sort(scores)
-    seconds, peak, part = _measure(lambda: kmeans1d_sorted(np.sort(scores), K), repeat)
-    row("kmeans1d (ours)", seconds, peak, inertia=inertia(sorted_scores, part.bounds))
+    timed, peak, part = runs(lambda: kmeans1d_sorted(np.sort(scores), K))
+    row("kmeans1d (ours)", timed, peak, inertia=inertia(sorted_scores, part.bounds))
     if n <= sklearn_max:
-        seconds, peak, sk_inertia = _measure(lambda: _sklearn_kmeans(scores), 1)
-        row("sklearn KMeans", seconds, peak, inertia=sk_inertia)
+        from sklearn.cluster import KMeans  # the reference's approach; outside every timing
+
+        timed, peak, sk_inertia = runs(lambda: _sklearn_kmeans(KMeans, scores))
+        row("sklearn KMeans", timed, peak, inertia=sk_inertia)
     for r in rows:
         r["x_argsort"] = r["seconds"] / argsort_s
         r["peak_x_scores"] = r["peak_bytes"] / scores.nbytes
@@ -127,7 +136,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--smoke", action="store_true", help="10k samples only, a few seconds")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/select.json"))
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (best kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (median)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per case first")
     parser.add_argument(
         "--sklearn-max", type=float, default=1e6, help="largest N for scikit-learn KMeans"
     )
@@ -139,9 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     sizes = [10_000] if args.smoke else [int(s) for s in args.sizes]
     repeat = 1 if args.smoke else max(1, args.repeat)
+    warmup = 0 if args.smoke else max(0, args.warmup)
+    info = run_info()
     rows: list[dict[str, Any]] = []
     for n in sizes:
-        rows += bench_size(n, repeat=repeat, sklearn_max=int(args.sklearn_max), seed=args.seed)
+        rows += bench_size(n, repeat=repeat, warmup=warmup, sklearn_max=int(args.sklearn_max),
+                           seed=args.seed)  # fmt: skip
         print(_table([r for r in rows if r["n"] == n]), flush=True)
     result = {
         "benchmark": "select",
@@ -149,9 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "k": K,
         "epoch": EPOCH,
         "scores": "lognormal(0, 1) float32",
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
+        "repeat": repeat,
+        "warmup": warmup,
+        "statistic": f"median of {repeat} timed run(s) after {warmup} warm-up(s), every contestant",
+        "machine": {**info, "loadavg_end": os.getloadavg()},
         "sizes": sizes,
         "results": rows,
     }

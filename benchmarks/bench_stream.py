@@ -6,7 +6,9 @@
 
 Data (seeded, in a temp folder): 32x32 RGB PNGs (noise over a class-coloured square) and their
 class, in one source tar converted by `seta_stream.shards.convert` to tar shards (`png` + `cls`,
-10k per shard). Every reader decodes PNG -> uint8 numpy with Pillow, so epochs are bound by
+5k per shard: 10 shards at 50k, so webdataset's split of shards over 2 workers is 5+5; a
+shard count that does not divide evenly is stated in the row, e.g. "shards 3+2"). Every
+reader decodes PNG -> uint8 numpy with Pillow, so epochs are bound by
 read + decode. Readers, each through `DataLoader(batch_size=256, num_workers=W,
 persistent_workers=W>0)`: SeTaStream with `Full()` (keep 1.0) and `DynamicRandom(prune_ratio=
 1-keep)` (a fresh uniform subset each epoch; annealing only from epoch 87 of 100), its loss
@@ -20,8 +22,9 @@ Method: the readers of one W are built first (persistent workers started), then 
 of one epoch each, order rotated every round, the first `--warmup` rounds untimed, so a shared
 machine's load drift hits all alike. Each epoch records wall and CPU seconds (this process and
 its DataLoader workers, from /proc; CPU time barely depends on other processes' load).
-An epoch's figure is the best of its rounds (the least disturbed; the median and every round
-are in the JSON). `epoch / full`: that over keep 1.0's; the target is <= keep + 0.05.
+An epoch's figure is the median of its timed rounds (default 3 after 1 warm-up, the same for
+every contestant; the best and every round are in the JSON, with the git commit and the load
+average at start and end). `epoch / full`: that over keep 1.0's; the target is <= keep + 0.05.
 `torch.set_num_threads(1)`. Prints a Markdown table and writes JSON; the smoke run in
 tests/benchmarks/ keeps it from rotting.
 """
@@ -33,7 +36,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
 import sys
@@ -49,9 +51,15 @@ from typing import Any
 
 import numpy as np
 
+# `pyarrow.parquet.read_table` imports pyarrow.dataset on its first call (an index or loss-table
+# read inside a reader's first epoch): imported here, outside every timed region.
+import pyarrow.dataset  # noqa: F401
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch
+from bench_info import run_info
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from seta_stream import DynamicRandom, Full, SeTaStream
@@ -67,7 +75,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
     samples: int = 50_000
-    samples_per_shard: int = 10_000
+    samples_per_shard: int = 5_000
     image_size: int = 32
     keeps: tuple[float, ...] = (1.0, 0.7, 0.5, 0.3)
     workers: tuple[int, ...] = (0, 2)
@@ -188,7 +196,7 @@ def webdataset(ds: Path, cfg: BenchConfig, w: int, decode: bool) -> Contestant:
     pipe = wds.WebDataset(urls, shardshuffle=100, seed=cfg.seed, empty_check=False)
     box = {"loader": _loader(pipe.decode("rgb8") if decode else pipe, cfg, w)}
     seen: dict[str, Any] = {"bytes_read": None}  # OS-counted, this process only (W=0)
-    seen["shards_per_worker"] = [len(urls[i :: max(w, 1)]) for i in range(max(w, 1))]
+    seen.update(shard_split(len(urls), w))
 
     def epoch(e: int) -> int:
         before = _rchar()
@@ -198,6 +206,14 @@ def webdataset(ds: Path, cfg: BenchConfig, w: int, decode: bool) -> Contestant:
 
     return Contestant(reader=WDS, workers=w, decode=decode, epoch=epoch,
                       extras=lambda: dict(seen), close=box.clear)  # fmt: skip
+
+
+def shard_split(shards: int, workers: int) -> dict[str, Any]:
+    """How a reader that hands whole shards to its workers (webdataset) splits `shards`:
+    shards per worker, and a note when they differ (one worker reads more than another)."""
+    per = [len(range(i, shards, max(workers, 1))) for i in range(max(workers, 1))]
+    note = None if len(set(per)) == 1 else "shards " + "+".join(map(str, per))
+    return {"shards_per_worker": per, "imbalance": note}
 
 
 class _InMemory(IterableDataset[dict[str, Any]]):
@@ -294,11 +310,12 @@ def interleave(cs: list[Contestant], cfg: BenchConfig) -> None:
 
 
 def row(c: Contestant) -> dict[str, Any]:
-    sec, cpu = min(c.wall), min(c.cpu)
+    """The figures are medians of the timed rounds; best rounds and every round beside them."""
+    sec, cpu = statistics.median(c.wall), statistics.median(c.cpu)
     return {"reader": c.reader, "workers": c.workers, "decode": c.decode, "keep": c.keep,
-            "samples": c.samples, "epoch_s": sec, "epoch_s_median": statistics.median(c.wall),
-            "epoch_s_all": c.wall, "cpu_s": cpu, "cpu_s_median": statistics.median(c.cpu),
-            "cpu_s_all": c.cpu, "samples_per_s": c.samples / sec,
+            "samples": c.samples, "rounds": len(c.wall), "epoch_s": sec,
+            "epoch_s_best": min(c.wall), "epoch_s_all": c.wall, "cpu_s": cpu,
+            "cpu_s_best": min(c.cpu), "cpu_s_all": c.cpu, "samples_per_s": c.samples / sec,
             "cpu_us_per_sample": cpu / c.samples * 1e6, **c.extras()}  # fmt: skip
 
 
@@ -378,8 +395,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             ratio += ("ok" if r["meets_target"] else "MISS") + ")"
         vs = r.get("vs_webdataset")
         vs_s = "-" if vs is None else f"{vs:.2f}x ({r['cpu_vs_webdataset']:.2f}x)"
+        reader = r["reader"] + (f" ({r['imbalance']})" if r.get("imbalance") else "")
         lines.append(
-            f"| {r['reader']} | {r['workers']} | {'PNG' if r['decode'] else 'raw'} | {r['keep']} "
+            f"| {reader} | {r['workers']} | {'PNG' if r['decode'] else 'raw'} | {r['keep']} "
             f"| {r['samples']:,} | {r['epoch_s']:.3f} | {r['samples_per_s']:,.0f} "
             f"| {r['cpu_us_per_sample']:.1f} | {ratio} | {_f(r.get('cpu_ratio_to_full'), '.3f')} "
             f"| {_f(r.get('bytes_fraction'), '.3f')} | {_f(r.get('decode_calls'), ',')} | {vs_s} |"
@@ -395,16 +413,11 @@ def profile_table(prof: list[dict[str, Any]]) -> str:
 
 
 def machine_info() -> dict[str, Any]:
+    """run_info() (git commit, load average, CPUs, versions) and the readers' versions."""
     import PIL
     import webdataset
 
-    return {
-        "cpu_count": os.cpu_count(), "sched_cpus": len(os.sched_getaffinity(0)),
-        "loadavg": os.getloadavg(), "platform": platform.platform(),
-        "python": sys.version.split()[0], "numpy": np.__version__, "pillow": PIL.__version__,
-        "webdataset": webdataset.__version__, "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }  # fmt: skip
+    return {**run_info(), "pillow": PIL.__version__, "webdataset": webdataset.__version__}
 
 
 # ---------------------------------------------------------------- main
@@ -431,7 +444,7 @@ def run(cfg: BenchConfig, work: Path, profile: bool) -> dict[str, Any]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench_stream.py", description=__doc__.split("\n")[0])
     p.add_argument("--samples", type=int, default=None, help="PNG samples (default 50000)")
-    p.add_argument("--samples-per-shard", type=int, default=None, help="default 10000")
+    p.add_argument("--samples-per-shard", type=int, default=None, help="default 5000")
     p.add_argument("--epochs", type=int, default=None, help="timed rounds (default 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 1)")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
@@ -449,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = BenchConfig(
             samples=args.samples or (2000 if args.smoke else 50_000),
-            samples_per_shard=args.samples_per_shard or (500 if args.smoke else 10_000),
+            samples_per_shard=args.samples_per_shard or (500 if args.smoke else 5_000),
             epochs=args.epochs or (1 if args.smoke else 3),
             warmup=args.warmup if args.warmup is not None else (0 if args.smoke else 1),
             workers=tuple(args.workers),
@@ -469,13 +482,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # per process when default_collate wraps one. Forked DataLoader workers inherit this.
         warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
         result = run(cfg, Path(tmp), args.profile)
+    machine["loadavg_end"] = os.getloadavg()
     result = {"config": asdict(cfg), "machine": machine, **result,
               "wall_s": time.perf_counter() - t0}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"torch.set_num_threads(1); {machine['sched_cpus']} CPUs, load "
           f"{machine['loadavg'][0]:.2f}; {cfg.samples:,} samples, {result['bytes_on_disk']:,} "
-          f"shard bytes; batch {cfg.batch_size}; best of {cfg.epochs} interleaved round(s) "
+          f"shard bytes; batch {cfg.batch_size}; median of {cfg.epochs} interleaved round(s) "
           f"after {cfg.warmup} warm-up\n")  # fmt: skip
     print(table(result["rows"]))
     if "profile" in result:

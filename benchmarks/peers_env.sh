@@ -20,16 +20,29 @@
 # its vision datasets and so torchvision; bench_peers.py loads `streaming.base` (StreamingDataset,
 # MDSWriter: the whole MDS read/write path) without the package's __init__. LitData imports
 # torchvision only for image serializers, which bytes columns do not use.
+#
+# BASE=.venv VENV=.venv-peers bash benchmarks/peers_env.sh  (what `make test` does): layered on
+# an existing environment instead: its site-packages (the CPU torch, numpy, this repo) are
+# appended to the new venv's path by a .pth file, so nothing of it is installed again, and only
+# the peers and their few pins (above) are installed here, ahead of BASE's versions (BASE's
+# huggingface-hub 1.x, filelock 4.x and xxhash 4.x are shadowed, never touched). Small: no torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv-bench}  # another folder: VENV=path bash benchmarks/peers_env.sh
+BASE=${BASE:-}
 PIP="$VENV/bin/pip"
 
 python3 -m venv "$VENV"
-"$PIP" install torch==2.13.0  # the CPU build, from this machine's local wheels
-"$PIP" install -e .
-"$PIP" install --no-deps litdata==0.2.76 mosaicml-streaming==0.13.0
-"$PIP" install lightning-utilities boto3 requests \
+if [ -n "$BASE" ]; then
+    site() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+    base_site=$(cd "$(site "$BASE")" && pwd -P)
+    echo "import site; site.addsitedir('$base_site')" >"$(site "$VENV")/_base_venv.pth"
+else
+    "$PIP" install torch==2.13.0  # the CPU build, from this machine's local wheels
+    "$PIP" install -e .
+fi
+"$PIP" install -q --no-deps litdata==0.2.76 mosaicml-streaming==0.13.0
+"$PIP" install -q lightning-utilities boto3 requests \
     "transformers<5" Brotli python-snappy zstd "xxhash<4" catalogue "filelock==3.18.0"
 
 "$VENV/bin/python" - <<'EOF'

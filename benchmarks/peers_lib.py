@@ -17,8 +17,10 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
+from seta_stream import DynamicRandom
 from seta_stream.shards import Dataset as Shards
 from seta_stream.shards import read_samples
+from seta_stream.shards.decodecols import decode_column
 
 DECODES = multiprocessing.RawArray("q", 16)  # decode calls, one slot per process (0 = main)
 
@@ -41,6 +43,20 @@ def decode_item(sample: dict[str, Any]) -> dict[str, Any]:
 def collate(batch: list[dict[str, Any]]) -> list[tuple[Any, int]]:
     """The one collate: (PNG bytes or uint8 array, int label) per sample."""
     return [(s["png"], int(s["cls"])) for s in batch]
+
+
+def decode_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """`decode_item` for a batched reader: the decode per sample, over the batch's column."""
+    return {"png": [decode_png(b) for b in batch["png"]], "cls": batch["cls"]}
+
+
+def collate_columns(batch: dict[str, Any]) -> tuple[list[Any], np.ndarray]:
+    """The one collate for a reader that yields batches: (PNG bytes or uint8 arrays, int64
+    labels), the labels' text parsed as `collate` does (`int()`; one width: vectorised)."""
+    labels, failed = decode_column("cls", batch["cls"], where=str, allow_pickle=False)
+    if failed:
+        raise next(iter(failed.values()))
+    return list(batch["png"]), labels
 
 
 class Mapped(IterableDataset[dict[str, Any]]):
@@ -68,19 +84,31 @@ class Indexed(Dataset[dict[str, Any]]):
         return item if self.fn is None else self.fn(item)
 
 
-class RandomSubset(Sampler[int]):
-    """A fresh random `frac` of range(n), in random order, each epoch."""
+class PlanSubset(Sampler[int]):
+    """The same work as SeTaStream's keep-`frac` epochs: each epoch (one `iter` per epoch, from
+    0) the very ids `DynamicRandom(prune_ratio=1 - frac)` selects with the same seed, read by
+    our plan's order rule: shards (`per_shard` consecutive ids) in a seeded random order, each
+    shard's selected ids ascending. Not copied: the plan's interleaving of a few open shards and
+    its bounded shuffle of the yield order (both move a sample only a little)."""
 
-    def __init__(self, n: int, frac: float, seed: int):
-        self.n, self.k, self.seed, self.epoch = n, int(frac * n), seed, 0
+    def __init__(self, n: int, frac: float, seed: int, per_shard: int, policy_epochs: int):
+        self.n, self.seed, self.per_shard, self.epoch = n, seed, per_shard, 0
+        self.policy = DynamicRandom(epochs=policy_epochs, prune_ratio=1 - frac)
+
+    def _ids(self, epoch: int) -> np.ndarray:
+        return self.policy.select(np.zeros(self.n, np.float32), epoch, seed=self.seed).ids
 
     def __len__(self) -> int:
-        return self.k
+        return len(self._ids(self.epoch))
 
     def __iter__(self) -> Iterator[int]:
+        ids = self._ids(self.epoch)  # sorted
         rng = np.random.default_rng((self.seed, self.epoch))
         self.epoch += 1
-        return iter(rng.choice(self.n, self.k, replace=False).tolist())
+        shard = ids // self.per_shard
+        order = rng.permutation(np.unique(shard))
+        blocks = {s: ids[shard == s] for s in order.tolist()}
+        return iter(np.concatenate([blocks[s] for s in order.tolist()]).tolist())
 
 
 def reader_rchar(workers: int) -> dict[int, int]:

@@ -173,13 +173,16 @@ def child_select(p: dict[str, Any]) -> dict[str, Any]:
     before = proc_mem()["rss"]
     scores = _scores(p["n"], p["seed"])
     policy = bench_select._policies()["seta"]
-    seconds, peak, sel = bench_select._measure(
-        lambda: policy.select(scores, bench_select.EPOCH, seed=p["seed"]), p["repeat"]
+    timed, peak, sel = bench_select._measure(
+        lambda: policy.select(scores, bench_select.EPOCH, seed=p["seed"]),
+        p["repeat"],
+        p.get("warmup", 0),
     )
     rss_peak = peak_rss() - before
     return {
         "n": p["n"],
-        "seconds": seconds,
+        "seconds": timed["median_s"],  # the median of the timed runs, as bench_select's
+        "seconds_all": timed["rounds_s"],
         "tracemalloc_peak": peak,
         "peak_x_scores": peak / scores.nbytes,
         "rss_peak_above_start": rss_peak,

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from seta_stream.batching import ColWindow, RawBatch
 from seta_stream.errors import SeTaStreamError
 from seta_stream.shards.decode import decode_fields
 from seta_stream.shards.reader import Dataset
@@ -33,6 +34,7 @@ from seta_stream.workdir import (
 Decode = Literal["default"] | Callable[[dict[str, Any]], Any] | None
 OnError = Literal["raise", "skip"]
 _FLUSH_EVERY = 256  # yielded samples between updates of the shared counters
+_FLUSH_BATCHED = 1024  # batched mode: at least this many samples between updates
 _ONE = np.float32(1.0)
 log = logging.getLogger("seta_stream")
 
@@ -60,16 +62,7 @@ def read_part(
     a chunk at a time), then its samples are taken out in yield order.
     """
     skip = on_error == "skip"
-    pairs: Iterable[tuple[np.ndarray, np.ndarray]]  # (read ranks, positions) in yield order
-    if isinstance(todo, np.ndarray):  # a resumed pass: only the positions left are read
-        need = np.zeros(len(ids), bool)
-        need[todo] = True
-        read_seq = np.flatnonzero(need)  # ascending = read order
-        chunks = dataset.iter_chunks(ids[read_seq], skip_errors=skip)  # remote: fetched ahead
-        pairs = [(np.searchsorted(read_seq, todo), todo)]
-    else:  # a whole pass: a position's read rank is the position itself
-        chunks = dataset.iter_chunks(ids, skip_errors=skip)
-        pairs = ((b, b) for b in todo)
+    pairs, chunks = _plan(dataset, ids, todo, skip=skip, columns=False)
     got = _Window()  # raw samples by read rank, until yielded
     tally = _Tally(dataset, counters, slot, decodes)
     try:
@@ -94,6 +87,83 @@ def read_part(
     finally:
         chunks.close()  # type: ignore[attr-defined]  # stops fetching ahead, joins threads
         tally.flush()
+
+
+def _plan(
+    dataset: Dataset,
+    ids: np.ndarray,
+    todo: np.ndarray | Iterable[np.ndarray],
+    *,
+    skip: bool,
+    columns: bool,
+) -> tuple[Iterable[tuple[np.ndarray, np.ndarray]], Iterator[Any]]:
+    """(read ranks, positions) blocks in yield order, and the chunks to read in read order."""
+    read = dataset.iter_column_chunks if columns else dataset.iter_chunks
+    if isinstance(todo, np.ndarray):  # a resumed pass: only the positions left are read
+        need = np.zeros(len(ids), bool)
+        need[todo] = True
+        read_seq = np.flatnonzero(need)  # ascending = read order
+        chunks = read(ids[read_seq], skip_errors=skip)  # remote: fetched ahead
+        return [(np.searchsorted(read_seq, todo), todo)], chunks
+    # a whole pass: a position's read rank is the position itself
+    return ((b, b) for b in todo), read(ids, skip_errors=skip)
+
+
+def read_batches(
+    dataset: Dataset,
+    ids: np.ndarray,
+    weights: np.ndarray | None,
+    todo: np.ndarray | Iterable[np.ndarray],
+    *,
+    batch_size: int,
+    drop_last: bool,
+    build: Callable[[RawBatch, np.ndarray], tuple[dict[str, Any], int]],
+    decodes: bool,
+    counters: np.ndarray,
+    slot: int,
+    on_error: OnError = "raise",
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`read_part` a batch at a time: `(positions consumed, build(raw batch, weights))` for
+    consecutive groups of `batch_size` positions of `todo` (the last one shorter, or left
+    out with `drop_last`). Rows that fail with
+    `on_error="skip"` are left out of their batch (logged, counted as skipped)."""
+    pairs, chunks = _plan(dataset, ids, todo, skip=on_error == "skip", columns=True)
+    got = ColWindow()
+    tally = _Tally(dataset, counters, slot, decodes)
+    try:
+        for rank, pos in _groups(pairs, batch_size, drop_last):
+            reach = int(rank.max()) + 1
+            while got.end < reach:
+                got.extend(next(chunks))
+            tally.read = got.end
+            w = np.asarray(weights[pos]) if weights is not None else np.ones(len(pos), np.float32)
+            batch, skipped = build(got.take(rank), w)
+            tally.yielded += len(rank) - skipped
+            tally.skipped += skipped
+            if tally.yielded + tally.skipped >= _FLUSH_BATCHED:
+                tally.flush()
+            yield len(rank), batch
+    finally:
+        chunks.close()  # type: ignore[attr-defined]  # stops fetching ahead, joins threads
+        tally.flush()
+
+
+def _groups(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]], size: int, drop_last: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Consecutive groups of `size` of the (read rank, position) blocks' rows."""
+    held: tuple[np.ndarray, np.ndarray] | None = None
+    for rank, pos in pairs:
+        if held is not None:
+            rank, pos = np.concatenate([held[0], rank]), np.concatenate([held[1], pos])
+            held = None
+        whole = len(rank) // size * size
+        for a in range(0, whole, size):
+            yield rank[a : a + size], pos[a : a + size]
+        if whole < len(rank):
+            held = rank[whole:], pos[whole:]
+    if held is not None and not drop_last:
+        yield held
 
 
 class _Window:

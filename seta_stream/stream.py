@@ -35,6 +35,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from seta_stream import distributed as ddp
 from seta_stream import resume
+from seta_stream.batching import build_batch
 from seta_stream.errors import NonFiniteLossError, SeTaStreamError
 from seta_stream.losses import LossTable
 from seta_stream.losses.inputs import (
@@ -57,7 +58,7 @@ from seta_stream.plan import (
     yield_blocks,
 )
 from seta_stream.policies import Full, Policy
-from seta_stream.reading import Decode, OnError, make_item, read_part
+from seta_stream.reading import Decode, OnError, make_item, read_batches, read_part
 from seta_stream.remote import RemoteOptions
 from seta_stream.shards.reader import Dataset
 from seta_stream.shards.shardindex import DEFAULT_CACHE_SAMPLES
@@ -84,6 +85,19 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
     Opening reads the manifest only; each process (every DataLoader worker too) reads a
     shard's index file when it first reads from that shard and keeps at most
     `index_cache_samples` samples' worth of shard indexes (about 40 B a sample + 20 B a member).
+
+    `batch_size=B` (batched mode, for small samples): items are whole batches, built in the
+    reader; use `DataLoader(stream, batch_size=None)`. Each worker groups its own samples in
+    yield order into batches of `B` (its last one shorter, or left out with `drop_last=True`).
+    A batch is a dict of columns: `__key__` (list of str),
+    `__index__` (int64 array: pass it to `update()` with the batch's losses), `__weight__`
+    (float32 array) and one column per field: raw, a uint8 array `(rows, size)` when the
+    field has one size in every row, else a list of bytes; with `decode="default"`, `.npy`
+    fields of one shape as one array `(rows, *shape)`, class-like text (`cls`, `id`) as int64,
+    other decoded values stacked when they are arrays of one shape (numbers: one array), else a
+    list. A callable `decode` or a `transform` runs on one raw dict per sample and its results
+    are collated the same way. Selection, resume, DDP counts and decode calls are as in the
+    per-sample mode; `len(stream)` and `steps_per_epoch()` count batches.
     """
 
     def __init__(
@@ -105,6 +119,8 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         index_cache_samples: int = DEFAULT_CACHE_SAMPLES,
         on_error: OnError = "raise",
         nonfinite: NonFinite = "raise",
+        batch_size: int | None = None,
+        drop_last: bool = False,
     ):
         super().__init__()
         if on_error not in ("raise", "skip"):
@@ -113,6 +129,11 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         if nonfinite not in ("raise", "skip"):
             raise SeTaStreamError(f"nonfinite={nonfinite!r}: use 'raise' (default) or 'skip'")
         self.nonfinite = nonfinite
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise SeTaStreamError(f"batch_size={batch_size!r}: must be None or an int >= 1")
+        self.batch_size, self.drop_last = batch_size, bool(drop_last)
         if decode is False:
             decode = None
         elif not (
@@ -245,22 +266,44 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
 
     def __len__(self) -> int:
         """Samples this rank yields in the current epoch (all workers together); after
-        `load_state_dict()` mid-epoch, the samples that remain of that epoch."""
+        `load_state_dict()` mid-epoch, the samples that remain of that epoch. In batched mode
+        (`batch_size=B`): the batches this process yields without DataLoader workers (with
+        workers, `steps_per_epoch(num_workers=W)`)."""
         if self.epoch is None:
             raise SeTaStreamError("len(stream) is known after stream.set_epoch(epoch)")
+        if self.batch_size is not None:
+            return self.steps_per_epoch()
         return self._selected - sum(sum(s.yielded) for s in self._resumed)
 
     def steps_per_epoch(
-        self, batch_size: int, *, drop_last: bool = False, num_workers: int = 0
+        self,
+        batch_size: int | None = None,
+        *,
+        drop_last: bool | None = None,
+        num_workers: int = 0,
     ) -> int:
         """Batches this rank's DataLoader yields this epoch (for LR schedules that follow
         pruning); after `load_state_dict()` mid-epoch, the batches that remain.
 
         Pass the DataLoader's `batch_size`, `drop_last` and `num_workers`: each worker batches
-        its own part, so with workers there can be one short batch per worker.
+        its own part, so with workers there can be one short batch per worker. In batched
+        mode the stream's own `batch_size` and `drop_last` count: pass `num_workers` only.
         """
-        len(self)  # set_epoch first
-        return steps(self._selected, batch_size, num_workers, drop_last, stages=self._resumed)
+        if self.epoch is None:
+            raise SeTaStreamError("steps_per_epoch() is known after stream.set_epoch(epoch)")
+        if self.batch_size is not None:
+            for name, given, own in (("batch_size", batch_size, self.batch_size),
+                                     ("drop_last", drop_last, self.drop_last)):  # fmt: skip
+                if given is not None and given != own:
+                    raise SeTaStreamError(
+                        f"steps_per_epoch({name}={given!r}): this stream yields batches with "
+                        f"{name}={own!r} (use DataLoader(stream, batch_size=None))"
+                    )
+            batch_size, drop_last = self.batch_size, self.drop_last
+        if batch_size is None:
+            raise SeTaStreamError("steps_per_epoch(batch_size): pass the DataLoader's batch_size")
+        return steps(self._selected, batch_size, num_workers, bool(drop_last),
+                     stages=self._resumed)  # fmt: skip
 
     # -- reading (any process) -------------------------------------------------------------
 
@@ -320,12 +363,31 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
             build = partial(make_item, decode=self.decode, transform=self.transform,
                             allow_pickle=self.allow_pickle)  # fmt: skip
         counters, decodes = self._work.counters(), self.decode is not None
+        if self.batch_size is not None:
+            yield from self._read_batches(ids, weights, todo, slot, build)
+            return
         items = read_part(self.dataset, ids, weights, todo, decodes=decodes, counters=counters,
                           slot=slot, make_item=build, on_error=self.on_error)  # fmt: skip
         for item in items:
             self._yielded_here += 1  # before the yield: a state taken now includes this item
             if item is not None:  # None: a sample skipped (on_error="skip"), position consumed
                 yield item
+
+    def _read_batches(
+        self, ids: np.ndarray, weights: Any, todo: Any, slot: int, make: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Batched mode: `(B,)`-row column dicts; `make` (a user's decode or a transform) runs
+        on one raw dict per row, the default decode a column at a time."""
+        per_row = self.transform is not None or self.decode not in (None, "default")
+        build = partial(build_batch, decode=self.decode is not None, allow_pickle=self.allow_pickle,
+                        skip=self.on_error == "skip", item=make if per_row else None)  # fmt: skip
+        batches = read_batches(self.dataset, ids, weights, todo, batch_size=self.batch_size or 1,
+                               drop_last=self.drop_last, build=build,
+                               decodes=self.decode is not None, counters=self._work.counters(),
+                               slot=slot, on_error=self.on_error)  # fmt: skip
+        for consumed, batch in batches:
+            self._yielded_here += consumed  # before the yield: a state taken now includes it
+            yield batch
 
     # -- losses ----------------------------------------------------------------------------
 

@@ -58,11 +58,36 @@ def _ours(thread: threading.Thread) -> bool:
     return (thread.is_alive() and not thread.daemon) or thread.name.startswith("seta_stream")
 
 
+# webdataset (1.0.2) never closes the shard files it opens (`tariterators.tar_file_expander`
+# leaves them to the garbage collector). Tests marked `webdataset` ignore those two warnings for
+# a file object and collect the garbage before they end (so the warning lands inside them);
+# everywhere else a ResourceWarning or an unraisable one fails the test (pyproject: "error").
+_WEBDATASET_LEAKS = (
+    "ignore:unclosed file <_io.(BufferedReader|FileIO) name=:ResourceWarning",
+    "ignore:Exception ignored in. <_io.(BufferedReader|FileIO) name=:"
+    "pytest.PytestUnraisableExceptionWarning",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("webdataset") is not None:
+            for rule in _WEBDATASET_LEAKS:
+                item.add_marker(pytest.mark.filterwarnings(rule))
+
+
+@pytest.fixture(autouse=True)
+def _webdataset_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if request.node.get_closest_marker("webdataset") is not None:
+        gc.collect()  # webdataset's unclosed files are finalized here, under this test's filters
+
+
 @pytest.fixture(autouse=True)
 def _thread_police() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 10.0  # a grace for exiting threads on a loaded 2-core machine
     while True:
         leaked = [
             t

@@ -27,7 +27,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "seta_stream"
 
-_FORMAT = "manifest index indexcheck shardindex scan tarread reader writer decode wdsname tarindex"
+_FORMAT = (
+    "manifest index indexcheck shardindex scan tarread reader writer decode wdsname tarindex "
+    "colchunk decodecols"
+)
 _CONVERSION = "convert sources sourcebase datasetsource skipped tables tableread magic maintain"
 _CONVERSION += " tarsource upgrade_v1 indexwriter"
 LAYERS: dict[str, tuple[str, ...]] = {  # modules by name under seta_stream/
@@ -36,7 +39,7 @@ LAYERS: dict[str, tuple[str, ...]] = {  # modules by name under seta_stream/
     "format": tuple(f"shards.{m}" for m in _FORMAT.split()),
     "losses": ("losses", "policies"),  # whole subpackages
     "conversion": (*(f"shards.{m}" for m in _CONVERSION.split()), "ray"),
-    "stream": ("plan", "reading", "resume", "workdir", "stream", "distributed"),
+    "stream": ("plan", "reading", "batching", "resume", "workdir", "stream", "distributed"),
 }
 MAY_IMPORT: dict[str, set[str]] = {
     "base": set(),

@@ -25,7 +25,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 SKIP = "<!-- not run by tests/test_readme.py:"
-RUN, SKIPPED = 6, 2  # python blocks of README.md that run, and that are marked not to
+RUN, SKIPPED = 7, 2  # python blocks of README.md that run, and that are marked not to
 COMMANDS = (  # the README's conversions that make the data its Python blocks read
     "python tools/shard.py convert images/ data/images-train",
     "python tools/shard.py convert data.npz out/ --samples-per-shard",

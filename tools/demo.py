@@ -95,24 +95,54 @@ def evaluate(model: nn.Module, test_shards: str) -> float:
     return correct / total
 
 
+RECIPES = ("adamw_cosine", "adam_const", "sgd_step")
+
+
+def make_optimizer(recipe: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """adamw_cosine: AdamW (weight decay 1e-4), the demo's; adam_const: Adam; sgd_step: SGD,
+    momentum 0.9, weight decay 5e-4."""
+    if recipe == "adamw_cosine":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    if recipe == "adam_const":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    if recipe == "sgd_step":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    raise ValueError(f"recipe={recipe!r}: known recipes are {list(RECIPES)}")
+
+
+def lr_at(recipe: str, lr: float, epoch: int, progress: float, epochs: int) -> float:
+    """The learning rate of a step. `progress` in [0, 1) is the share of training done, counted
+    over the pruned epochs' lengths (cosine); sgd_step divides by 10 at 50% and 75% of the
+    epochs; adam_const keeps `lr`."""
+    if recipe == "adamw_cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if recipe == "sgd_step":
+        return lr * 0.1 ** sum(epoch >= m * epochs for m in (0.5, 0.75))
+    return lr
+
+
 def train(name: str, policy: Policy, shards: str, test_shards: str, args: Any) -> dict[str, Any]:
+    """Train the CNN on `shards` under `policy`. `args.recipe` (default adamw_cosine) picks the
+    optimizer and schedule (`make_optimizer`, `lr_at`); `args.quiet` hides the progress bar."""
+    recipe = getattr(args, "recipe", "adamw_cosine")
     torch.manual_seed(args.seed)
     model = CNN()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    opt = make_optimizer(recipe, model, args.lr)
     losses = os.path.join(args.out, "runs", name, "losses")
     shutil.rmtree(os.path.dirname(losses), ignore_errors=True)
     t0 = time.perf_counter()
     forwarded = 0
     with SeTaStream(shards, policy=policy, losses=losses, seed=args.seed) as stream:
         loader = DataLoader(stream, batch_size=args.batch_size)
-        bar = tqdm(range(args.epochs), desc=f"{name:>5}", unit="epoch")
+        quiet = getattr(args, "quiet", False)  # parallel benchmark runs: no bars
+        bar = tqdm(range(args.epochs), desc=f"{name:>5}", unit="epoch", disable=quiet)
         for epoch in bar:
             stream.set_epoch(epoch)
             steps = stream.steps_per_epoch(args.batch_size)  # the schedule follows pruning
             for step, batch in enumerate(loader):
                 progress = (epoch + step / steps) / args.epochs
                 for g in opt.param_groups:
-                    g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+                    g["lr"] = lr_at(recipe, args.lr, epoch, progress, args.epochs)
                 loss = F.cross_entropy(model(batch["x.npy"]), batch["y.npy"], reduction="none")
                 stream.update(batch["__index__"], loss.detach())
                 (loss * batch["__weight__"]).mean().backward()

@@ -93,13 +93,10 @@ _npy_headers: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], bool, int]] = {}
 _NPY_READERS = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}
 
 
-def _npy(data: bytes) -> Any:
-    """`np.load(allow_pickle=False)` for one array, checked before anything is allocated.
-
-    The header is parsed with numpy's own (size-limited, literal-only) parser, then the body
-    must hold exactly shape x itemsize bytes: an absurd shape is refused without allocating.
-    Shards hold many arrays of the same dtype and shape, so a parsed header is cached by its
-    bytes (the cache is bounded). Object arrays are refused.
+def npy_header(data: bytes) -> tuple[int, np.dtype[Any], tuple[int, ...], bool, int]:
+    """An .npy file's (body start, dtype, shape, Fortran order, element count), parsed with
+    numpy's own (size-limited, literal-only) parser and cached by the header's bytes (shards
+    hold many arrays of one dtype and shape; the cache is bounded). Object arrays are refused.
     """
     if data[:6] != _NPY_MAGIC or len(data) < 10:
         raise ValueError("not an .npy file (bad magic)")
@@ -118,8 +115,15 @@ def _npy(data: bytes) -> Any:
         parsed = (dtype, shape, fortran, math.prod(shape))
         if len(_npy_headers) < 4096:
             _npy_headers[header] = parsed
-    dtype, shape, fortran, count = parsed
-    body = memoryview(data)[start + hlen :]
+    return (start + hlen, *parsed)
+
+
+def _npy(data: bytes) -> Any:
+    """`np.load(allow_pickle=False)` for one array, checked before anything is allocated:
+    the body must hold exactly shape x itemsize bytes (`npy_header`), so an absurd shape is
+    refused without allocating."""
+    body_at, dtype, shape, fortran, count = npy_header(data)
+    body = memoryview(data)[body_at:]
     if len(body) != count * dtype.itemsize:
         raise ValueError(f"npy body of {len(body)} bytes, header says {shape} x {dtype}")
     arr = np.frombuffer(body, dtype=dtype, count=count).copy()  # writable, owns its memory

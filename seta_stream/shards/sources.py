@@ -146,14 +146,22 @@ def _refuse_packed(root: str, rels: list[str]) -> None:
         raise SourceError(packed_archive_message(os.path.join(root, packed[0])) + more)
 
 
+def _entries(path: str) -> list[os.DirEntry[str]]:
+    """A folder's entries, its scandir handle closed (an early-exiting any/all would not)."""
+    with os.scandir(path) as it:
+        return list(it)
+
+
 def is_image_folder(root: str) -> bool:
-    entries = list(os.scandir(root))
+    entries = _entries(root)
     dirs = [e for e in entries if e.is_dir()]
     if not dirs or any(e.is_file() for e in entries if not e.name.startswith(".")):
         return False
-    return all(
-        all(sub.is_file() for sub in os.scandir(d.path)) and any(os.scandir(d.path)) for d in dirs
-    )
+    for d in dirs:
+        subs = _entries(d.path)
+        if not subs or not all(sub.is_file() for sub in subs):
+            return False
+    return True
 
 
 class NpzSource(Source):

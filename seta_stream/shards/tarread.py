@@ -17,12 +17,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from seta_stream.chunks import Raw, chunk_ends, guard
 from seta_stream.errors import SeTaStreamError
+from seta_stream.shards.colchunk import ColChunk, as_objects, fixed
 
 if TYPE_CHECKING:
     from seta_stream.shards.index import SampleIndex
@@ -31,9 +33,8 @@ if TYPE_CHECKING:
 CHUNK_SAMPLES = 256
 GATHER_SAMPLES = 4 * CHUNK_SAMPLES  # index rows gathered at once (per-shard lookups amortised)
 CHUNK_BYTES = 8 << 20  # a chunk holds at most this many bytes (one sample may be larger)
-_HEADER_AT = np.r_[257:262, 124:136]  # the ustar magic and the size field of a header
 _USTAR = np.frombuffer(b"ustar", np.uint8)
-_SHIFTS = 3 * np.arange(10, -1, -1)  # an 11-digit octal number, most significant first
+_OCTAL = 8 ** np.arange(10, -1, -1, dtype=np.int64)  # an 11-digit octal number's place values
 
 
 class _Counts(Protocol):
@@ -57,11 +58,14 @@ class TarDataset(Protocol):
 
 
 def iter_local_tar(
-    ds: TarDataset, ids: np.ndarray, *, skip_errors: bool = False
-) -> Iterator[list[Raw | SeTaStreamError]]:
-    """`ds.read_raw(i)` for every `i` in `ids`, in order: a list per chunk read."""
+    ds: TarDataset, ids: np.ndarray, *, skip_errors: bool = False, columns: bool = False
+) -> Iterator[Any]:
+    """`ds.read_raw(i)` for every `i` in `ids`, in order: a list per chunk read (`columns`:
+    a `ColChunk` per chunk instead, no per-sample dict)."""
     n = ds.index.num_samples
     buf: list[bytearray] = [bytearray()]  # one read buffer for the whole pass (see read_chunk)
+    read = read_chunk_columns if columns else read_chunk
+    most = GATHER_SAMPLES if columns else CHUNK_SAMPLES  # columns: no per-sample cost to bound
     for a in range(0, len(ids), GATHER_SAMPLES):  # the index rows of a few chunks at once
         block = ids[a : a + GATHER_SAMPLES]
         if int(block.min()) < 0 or int(block.max()) >= n:
@@ -69,9 +73,32 @@ def iter_local_tar(
             raise IndexError(f"sample id {bad} out of range [0, {n})")
         idx = ds.index.gather(block)
         c = 0  # chunks of <= CHUNK_SAMPLES samples and CHUNK_BYTES (one sample may be larger)
-        for b in chunk_ends(idx.length, max_samples=CHUNK_SAMPLES, max_bytes=CHUNK_BYTES):
-            yield read_chunk(ds, block[c:b], skip_errors=skip_errors, buf=buf, idx=idx.rows(c, b))
+        for b in chunk_ends(idx.length, max_samples=most, max_bytes=CHUNK_BYTES):
+            yield read(ds, block[c:b], skip_errors=skip_errors, buf=buf, idx=idx.rows(c, b))
             c = b
+
+
+class _Members(NamedTuple):
+    """A chunk read and checked: its bytes, and per member where it lies in them."""
+
+    view: memoryview
+    rel: np.ndarray  # per member: its data's start in `view`
+    size: np.ndarray  # per member: its size
+    owner: np.ndarray  # per member: its sample's row in the chunk
+    counts: np.ndarray  # per sample: its members
+    bad: np.ndarray  # per sample: read short or a header check failed
+
+
+def _read_members(ds: TarDataset, idx: SampleIndex, buf: list[bytearray]) -> _Members:
+    view, start, end, got = _read_runs(ds, idx, buf)
+    counts = np.diff(idx.mstart)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    rel = idx.moffset - idx.offset[owner] + start[owner]
+    size = idx.msize
+    ok = headers_ok(view, rel, size, start[owner], end[owner])
+    bad = got < end  # the sample's bytes were not all read: shard truncated
+    bad[owner[~ok]] = True
+    return _Members(view, rel, size, owner, counts, bad)
 
 
 def read_chunk(
@@ -93,18 +120,11 @@ def read_chunk(
     idx = ds.index.gather(part) if idx is None else idx
     buf = [bytearray()] if buf is None else buf
     try:
-        view, start, end, got = _read_runs(ds, idx, buf)
+        view, rel, size, owner, counts, bad = _read_members(ds, idx, buf)
     except SeTaStreamError:  # e.g. a shard whose size changed: each sample gets the error
         if not skip_errors:
             raise
         return [guard(partial(ds.read_raw, i), True) for i in part.tolist()]
-    counts = np.diff(idx.mstart)
-    owner = np.repeat(np.arange(len(part)), counts)
-    rel = idx.moffset - idx.offset[owner] + start[owner]
-    size = idx.msize
-    ok = headers_ok(view, rel, size, start[owner], end[owner])
-    bad = got < end  # the sample's bytes were not all read: shard truncated
-    bad[owner[~ok]] = True
     names = idx.field_names
     mfield = idx.mfield
     values = list(
@@ -122,6 +142,66 @@ def read_chunk(
     for j in np.flatnonzero(bad).tolist():  # the precise error, from the one-sample path
         out[j] = guard(partial(ds.read_raw, int(part[j])), skip_errors)
     return out
+
+
+def read_chunk_columns(
+    ds: TarDataset,
+    part: np.ndarray,
+    *,
+    skip_errors: bool,
+    buf: list[bytearray] | None = None,
+    idx: SampleIndex | None = None,
+) -> ColChunk:
+    """`read_chunk` as columns: a field every sample has with one size is one uint8 array
+    copied out of the read buffer, any other an object array of bytes. Samples that need
+    Python on their own (a `.zst` member, or a failed check read again by `read_raw`) are
+    set from their raw dict."""
+    idx = ds.index.gather(part) if idx is None else idx
+    buf = [bytearray()] if buf is None else buf
+    try:
+        view, rel, size, owner, _, bad = _read_members(ds, idx, buf)
+    except SeTaStreamError:
+        if not skip_errors:
+            raise
+        every = [guard(partial(ds.read_raw, i), True) for i in part.tolist()]
+        return ColChunk.from_raws(part, every)
+    names, n = idx.field_names, len(part)
+    zst = np.asarray([f[-4:] == ".zst" for f in names], bool)
+    redo = bad.copy()  # samples set from their raw dict
+    if zst.any():
+        redo[owner[zst[idx.mfield]]] = True
+    chunk = ColChunk(ids=part, keys=idx.keys.to_numpy(zero_copy_only=False))
+    arr = np.frombuffer(view, np.uint8)
+    for f in np.unique(idx.mfield).tolist():
+        m = np.flatnonzero(idx.mfield == f)
+        s = size[m]
+        one = len(m) == n and bool((owner[m] == np.arange(n)).all())  # one member a sample
+        if one and n and (s == s[0]).all() and s[0] > 0:
+            chunk.fields[names[f]] = sliding_window_view(arr, int(s[0]))[rel[m]]  # a copy
+            continue
+        col = np.full(n, None, object)
+        a = rel[m]
+        col[owner[m]] = list(map(bytes, map(view.__getitem__, map(slice, a.tolist(),
+                                                                   (a + s).tolist()))))  # fmt: skip
+        chunk.fields[names[f]] = col
+    for name in [f for f in chunk.fields if f[-4:] == ".zst"]:
+        chunk.fields[name] = as_objects(chunk.fields.pop(name))  # set below, without .zst
+    ds.stats.samples_read += n - int(bad.sum())  # read_raw counts the others
+    raws: dict[int, Raw | SeTaStreamError] = {}
+    for j in np.flatnonzero(redo).tolist():
+        if bad[j]:  # the precise error, from the one-sample path
+            raws[j] = guard(partial(ds.read_raw, int(part[j])), skip_errors)
+            continue
+        lo, hi = int(idx.mstart[j]), int(idx.mstart[j + 1])
+        d: Raw = {"__key__": chunk.keys[j], "__index__": int(part[j])}
+        for f, o, k in zip(idx.mfield[lo:hi].tolist(), rel[lo:hi].tolist(),
+                           size[lo:hi].tolist(), strict=True):  # fmt: skip
+            d[names[f]] = bytes(view[o : o + k])
+        raws[j] = guard(partial(ds.unzst_fields, d), skip_errors)
+    chunk.put_raws(raws)
+    if raws:
+        chunk.fields = {k: fixed(v) for k, v in chunk.fields.items() if (v != None).any()}  # noqa: E711
+    return chunk
 
 
 def _dicts(
@@ -195,12 +275,12 @@ def headers_ok(
     inside = (rel - 512 >= lo) & (rel + size <= hi) & (rel + size <= len(arr))
     if len(arr) < 512:
         return np.zeros(len(rel), bool)
-    h = np.where(inside, rel - 512, 0)
-    hdr = arr[h[:, None] + _HEADER_AT]  # magic, then the size field
-    octal = ((size[:, None] >> _SHIFTS) & 7) + 48
-    ok = (hdr[:, :5] == _USTAR).all(axis=1) & (hdr[:, 5:16] == octal).all(axis=1)
-    ok &= (hdr[:, 16] == 0) | (hdr[:, 16] == 32)
-    ok &= inside
+    # bytes 124..262 of each header, one copy: the size field (124..136) to the magic (257..262)
+    win = sliding_window_view(arr, 138)[np.where(inside, rel - 388, 0)]
+    digits = win[:, :11] - np.uint8(48)  # not octal digits: wrap to >= 8
+    ok = (win[:, 133:138] == _USTAR).all(axis=1) & (digits < 8).all(axis=1)
+    ok &= (digits.astype(np.int64) @ _OCTAL) == size
+    ok &= ((win[:, 11] == 0) | (win[:, 11] == 32)) & inside
     view = memoryview(buf)
     for k in np.flatnonzero(inside & ~ok).tolist():  # other spellings of the size field
         start = int(lo[k])

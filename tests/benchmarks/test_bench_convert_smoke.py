@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.webdataset  # it reads with webdataset (tests/conftest.py)
+
 OURS = ("seta_stream convert workers=1", "seta_stream convert workers=2")
 WDS = "webdataset.ShardWriter"
 WDS0 = "webdataset.ShardWriter mtime=0"
@@ -46,6 +50,13 @@ def test_smoke_run_writes_json(script, tmp_path: Path, capsys) -> None:
         assert 0 < tenth[key] < 0.2 * full[key]
     assert 0.9 < full["reader_fraction"] <= 1.0
     assert abs(full["os_rchar_bytes"] - full["reader_bytes"]) < 4096  # no read-ahead
+    # webdataset streamed from its byte-identical mtime=0 output, and from its default output
+    streams = [r for r in data["read"] if r["dataset"].endswith("webdataset.WebDataset stream")]
+    assert [r["dataset"].split(" output")[0] for r in streams] == [WDS0, WDS]
+    assert streams[0]["shard_bytes"] == got[("npz", OURS[0])]["shard_bytes"]
+    assert streams[1]["shard_bytes"] > streams[0]["shard_bytes"]
+    assert all(r["samples"] == 2000 and len(r["seconds_all"]) == 1 for r in streams)
+    assert len(data["machine"]["git_commit"]) == 40 and len(data["machine"]["loadavg_end"]) == 3
     printed = capsys.readouterr().out
     assert "| npz | webdataset.ShardWriter |" in printed
     assert "torch threads set to 1" in printed

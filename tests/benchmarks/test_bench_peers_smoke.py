@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.webdataset  # it reads with webdataset (tests/conftest.py)
+
 N = 500
 PEERS = {"litdata.StreamingDataset": "litdata", "streaming.StreamingDataset": "streaming"}
 
@@ -37,6 +39,10 @@ def test_smoke_run_writes_json(script, tmp_path: Path, capsys: pytest.CaptureFix
                 pruned = by["SeTaStream", w, mode, keep]
                 assert pruned["samples"] == int(keep * N)
                 assert pruned["target"] == keep + 0.05
+    for w in (0, 2):  # the batched mode's row: every sample, beside the per-sample Full row
+        for mode in ("raw", "decoded"):
+            batched = by["SeTaStream batched", w, mode, 1.0]
+            assert batched["samples"] == N and batched["vs_per_sample"] > 0
     full, pruned = by["SeTaStream", 0, "raw", 1.0], by["SeTaStream", 0, "raw", 0.3]
     # the kernel saw the samples' bytes read, plus the per-shard index files (a few kB) and the
     # plan's small files: within 1% of the dataset on disk
@@ -73,3 +79,29 @@ def test_kept_data_of_another_size_is_refused(script, tmp_path: Path) -> None:
     ]
     assert script("benchmarks/bench_peers.py").main(argv) == 2
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "shards").exists()
+
+
+def test_plan_subset_does_the_work_of_our_pruned_epochs(script, tmp_path: Path) -> None:
+    """The peers' ds[i] rows read, each epoch, the very ids our keep-0.3 row reads, shard by
+    shard (whole blocks), ascending within a shard."""
+    import numpy as np
+
+    from seta_stream import DynamicRandom, SeTaStream
+
+    bs, lib = script("benchmarks/bench_stream.py"), script("benchmarks/peers_lib.py")
+    shards = bs.build_dataset(tmp_path, bs.BenchConfig(samples=600, samples_per_shard=100))
+    sampler = lib.PlanSubset(600, 0.3, 7, 100, bs.POLICY_EPOCHS)
+    policy = DynamicRandom(epochs=bs.POLICY_EPOCHS, prune_ratio=1 - 0.3)
+    losses = tmp_path / "losses"
+    with SeTaStream(shards, policy=policy, losses=losses, seed=7, workdir=str(tmp_path)) as s:
+        for epoch in range(3):
+            s.set_epoch(epoch)
+            ours = [int(item["__index__"]) for item in s]
+            assert len(sampler) == len(ours) == 180
+            theirs = np.array(list(sampler))
+            assert sorted(ours) == sorted(theirs.tolist())
+            shard = theirs // 100
+            starts = np.flatnonzero(np.diff(shard)) + 1
+            assert len(starts) == len(np.unique(shard)) - 1  # each shard one block
+            for block in np.split(theirs, starts):
+                assert (np.diff(block) > 0).all()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.webdataset  # it reads with webdataset (tests/conftest.py)
+
 
 @pytest.mark.remote
 def test_smoke_run_writes_json(script, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

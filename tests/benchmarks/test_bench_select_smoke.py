@@ -11,12 +11,14 @@ def test_smoke_run_writes_json(script, tmp_path: Path, capsys) -> None:
     assert script("benchmarks/bench_select.py").main(["--smoke", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["sizes"] == [10_000]
+    machine = data["machine"]
+    assert len(machine["git_commit"]) == 40 and len(machine["loadavg_end"]) == 3
     names = {r["name"] for r in data["results"]}
     assert {"np.argsort", "seta", "infobatch", "dynamic_random", "static", "full"} <= names
     assert {"kmeans1d (ours)", "sklearn KMeans"} <= names
     for r in data["results"]:
         assert r["n"] == 10_000
-        assert r["seconds"] > 0
+        assert r["seconds"] == r["median_s"] > 0 and len(r["rounds_s"]) == data["repeat"] == 1
         assert r["peak_bytes"] > 0
     by_name = {r["name"]: r for r in data["results"]}
     assert by_name["full"]["kept_fraction"] == 1.0

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.webdataset  # it reads with webdataset (tests/conftest.py)
+
 N = 2000
+
+
+def test_shard_split_states_an_imbalance(script) -> None:
+    split = script("benchmarks/bench_stream.py").shard_split
+    assert split(5, 2) == {"shards_per_worker": [3, 2], "imbalance": "shards 3+2"}
+    assert split(10, 2) == {"shards_per_worker": [5, 5], "imbalance": None}
+    assert split(3, 0) == {"shards_per_worker": [3], "imbalance": None}
 
 
 def test_smoke_run_writes_json(script, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,6 +45,13 @@ def test_smoke_run_writes_json(script, tmp_path: Path, capsys: pytest.CaptureFix
     wds = [r for r in rows if r["reader"] == "webdataset.WebDataset"]
     assert len(wds) == 4
     assert all(r["samples"] == N for r in wds)
+    # 4 shards: 2+2 over 2 workers, no imbalance to state
+    assert {tuple(r["shards_per_worker"]) for r in wds} == {(4,), (2, 2)}
+    assert all(r["imbalance"] is None for r in wds)
+    for r in rows:  # the figure is the median of the timed rounds, every round kept
+        assert r["rounds"] == len(r["epoch_s_all"]) == 1 and r["epoch_s"] == r["epoch_s_all"][0]
+    machine = data["machine"]
+    assert len(machine["git_commit"]) == 40 and len(machine["loadavg_end"]) == 3
     printed = capsys.readouterr().out
     assert "| SeTaStream | 2 | PNG | 0.3 |" in printed
     assert str(out) in printed

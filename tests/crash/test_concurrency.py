@@ -15,7 +15,6 @@ kill moment, against a paused SeTaStream training process).
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -116,10 +115,9 @@ def test_four_workers_read_each_selected_sample_once(
 @pytest.mark.slow
 @pytest.mark.dist
 def test_two_ranks_two_workers_each(procs: ModuleType, dataset: Path, source, tmp_path) -> None:
-    started = time.monotonic()
+    # a hang is caught by the subprocess timeout (TimeoutExpired fails the test); no time asserted
     procs.torchrun(procs.CHILD, ["dist", str(dataset), str(source[0]), str(tmp_path)], nproc=2,
                    timeout=240)  # fmt: skip
-    assert time.monotonic() - started < 240
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for epoch, (r0, r1) in enumerate(zip(*reports, strict=True)):
         assert r0["digest"] == r1["digest"], f"epoch {epoch}: the ranks selected differently"

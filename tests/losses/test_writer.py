@@ -27,8 +27,12 @@ class FailOn:
             raise OSError("disk on fire")
 
 
+# Waits are hang guards only: long enough for a loaded 2-core machine; no test asserts a time.
+HANG_S = 60
+
+
 def _wait_failed(table: LossTable) -> None:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + HANG_S
     while not table.stats()["writer_failed"]:
         assert time.monotonic() < deadline, "the writer never applied the failing batch"
         time.sleep(0.005)
@@ -78,49 +82,62 @@ def test_full_queue_applies_back_pressure(tmp_path: Path) -> None:
     def hook(point: str) -> None:
         if point == "apply:start":
             entered.set()
-            release.wait(10)
+            release.wait(HANG_S)
 
     with LossTable(tmp_path / "t", num_samples=100, max_pending=4, debug_hook=hook) as table:
         table.update(np.array([0]), np.array([0.0]))
-        assert entered.wait(5)  # the writer holds batch 0
+        assert entered.wait(HANG_S)  # the writer holds batch 0
         for i in range(1, 5):  # fill the queue
             table.update(np.array([i]), np.array([float(i)]))
         blocked = threading.Thread(
             target=table.update, args=(np.array([5]), np.array([5.0])), name="test-producer"
         )
         blocked.start()
-        time.sleep(0.2)
+        deadline = time.monotonic() + HANG_S
+        while table.stats()["blocked_puts"] == 0:  # the producer reached the full queue
+            assert time.monotonic() < deadline and blocked.is_alive(), "update() did not block"
+            time.sleep(0.005)
         assert blocked.is_alive(), "update() must block while the queue is full"
         stats = table.stats()
         assert stats["pending"] == 4 and stats["blocked_puts"] == 1
         release.set()
-        blocked.join(5)
+        blocked.join(HANG_S)
         assert not blocked.is_alive()
         assert table.scores()[:6].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
 
-def test_update_latency_with_a_slowed_writer(tmp_path: Path) -> None:
-    """The writer sleeps 2 ms per batch; update() must not wait for it."""
-    apply_s = 0.002
+def test_update_never_waits_for_the_writer(tmp_path: Path) -> None:
+    """update() only queues: with the writer held inside its first batch, 200 more calls all
+    return, every batch is applied on the writer thread, and all of them once released.
+    (A property, not a time: update()'s latency is measured by benchmarks/bench_losses.py.)"""
+    entered, release = threading.Event(), threading.Event()
+    appliers: list[str] = []
 
-    def slow(point: str) -> None:
+    def hold(point: str) -> None:
         if point == "apply:start":
-            time.sleep(apply_s)
+            appliers.append(threading.current_thread().name)
+            entered.set()
+            release.wait(HANG_S)
 
     rng = np.random.default_rng(0)
     n_calls = 200
     batches = [
         (torch.from_numpy(rng.integers(0, 100_000, 256)), torch.rand(256)) for _ in range(n_calls)
     ]
-    with LossTable(tmp_path / "t", num_samples=100_000, max_pending=4096, debug_hook=slow) as table:
-        latencies = []
-        for ids, losses in batches:
-            start = time.perf_counter()
-            table.update(ids, losses)
-            latencies.append(time.perf_counter() - start)
-        behind = table.stats()["pending"]
+    with LossTable(tmp_path / "t", num_samples=100_000, max_pending=4096, debug_hook=hold) as table:
+        table.update(*batches[0])
+        assert entered.wait(HANG_S)  # the writer holds batch 0 until released
+        producer = threading.Thread(
+            target=lambda: [table.update(ids, losses) for ids, losses in batches[1:]],
+            name="test-producer",
+        )
+        producer.start()
+        producer.join(HANG_S)
+        returned, stats = not producer.is_alive(), table.stats()
+        release.set()
+        producer.join(HANG_S)
+        assert returned, "update() waited for the writer"
+        assert stats["pending"] == n_calls - 1 and stats["batches_applied"] == 0, stats
         table.flush()
         assert table.stats()["samples_applied"] == 256 * n_calls
-    median = float(np.median(latencies))
-    assert behind > n_calls // 2, "the writer should still be far behind after the calls"
-    assert median < apply_s / 4, f"median update() took {median * 1e6:.0f} µs"
+    assert set(appliers) == {"seta_stream-loss-writer"}, set(appliers)

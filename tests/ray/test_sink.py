@@ -129,6 +129,7 @@ def test_sink_equals_single_process_convert(
     assert _shard_files(tmp_path / "out") == [s.name for s in m.shards]
 
 
+@pytest.mark.webdataset
 def test_output_opens_in_seta_stream_and_webdataset(ray_cluster: Any, tmp_path: Path) -> None:
     """Ray's own blocks (50 rows), no key column: each task numbers its rows, a shard spans
     blocks (a task gets at least a shard's rows), every row once."""

@@ -69,6 +69,7 @@ def s3(s3_server: Any) -> Iterator[Any]:
     s3_server.stats.reset()
     yield s3_server
     s3_server.set(servers.Faults())
+    s3_server.on_write = None
 
 
 @pytest.fixture

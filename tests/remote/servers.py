@@ -50,6 +50,8 @@ class Stats:
     ranged_bytes: int = 0  # the part of body_bytes sent for ranged GETs
     errors_injected: int = 0
     cuts_injected: int = 0
+    # every request that changes the store, "METHOD /bucket/key?query", in the order it completed
+    writes: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -62,6 +64,11 @@ class Stats:
             self.requests = self.gets = self.ranged_gets = self.body_bytes = 0
             self.ranged_bytes = 0
             self.errors_injected = self.cuts_injected = 0
+            self.writes = []
+
+    def wrote(self, entry: str) -> None:
+        with self.lock:
+            self.writes.append(entry)
 
 
 class _Injector:
@@ -221,6 +228,8 @@ class S3Server(_Injector):
         )
         self.port = self._server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        # called with "/bucket/key?query" after each write completes (a test's observer)
+        self.on_write: Callable[[str], None] | None = None
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="seta_stream-test-s3", daemon=True
         )
@@ -229,6 +238,14 @@ class S3Server(_Injector):
     @property
     def storage_options(self) -> dict[str, Any]:
         return {"key": "testing", "secret": "testing", "endpoint_url": self.endpoint}
+
+    def object(self, bucket: str, key: str) -> bytes | None:
+        """An object's bytes as the store holds them now (moto's backend, no request)."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        obj = s3_backends[DEFAULT_ACCOUNT_ID]["global"].get_object(bucket, key)
+        return None if obj is None else bytes(obj.value)
 
     def _middleware(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterator[bytes]]:
         def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
@@ -250,6 +267,12 @@ class S3Server(_Injector):
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+            if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):  # done: visible to readers now
+                query = environ.get("QUERY_STRING", "")
+                path = environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+                self.stats.wrote(f"{environ['REQUEST_METHOD']} {path}")
+                if self.on_write is not None:  # before the client hears back: the store as is
+                    self.on_write(path)
             if fault == "cut":
                 half = len(data) // 2
                 self.stats.add(cuts_injected=1, body_bytes=half, ranged_bytes=half)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ import pytest
 from torch.utils.data import DataLoader
 
 from seta_stream.losses import LossTable
+from seta_stream.losses.layout import TMP_SUFFIX
+from seta_stream.losses.schema import METADATA_KEY
 from seta_stream.policies import SeTa
 from seta_stream.stream import SeTaStream
 
@@ -75,6 +79,11 @@ def test_seta_epochs_then_resume_on_a_new_machine(
 def test_loss_table_uploads_are_never_seen_half_written(
     s3: Any, bucket: str, tmp_path: Path
 ) -> None:
+    """What a reader of the URL can see while a table is written. The server calls `seen`
+    at the moment each write is published (before the writer hears back): every object then
+    is a complete Parquet file or `table.json`, under its final name (no temp name, copy or
+    delete: one PUT each), and each `table.json` marks only epochs whose history, summary and
+    snapshot are already there. A reader polling over S3 meanwhile sees the same."""
     import s3fs
 
     url = f"s3://{bucket}/t"
@@ -82,17 +91,55 @@ def test_loss_table_uploads_are_never_seen_half_written(
     stop = threading.Event()
     reads: list[int] = []
     bad: list[BaseException] = []
+    published: list[str] = []
+
+    def follow(get: Callable[[str], bytes | None]) -> None:
+        """One reader's view: table.json, then every file it refers to, all complete."""
+        text = get("table.json")
+        if text is None:  # before the first upload nothing is promised
+            return
+        meta = json.loads(text)
+        ended = [int(e) for e, v in meta["epochs"].items() if v.get("ended")]
+        for e in ended:
+            for folder in ("history", "summary"):  # (histogram/: only for compact histories)
+                data = get(f"{folder}/epoch={e:06d}.parquet")
+                assert data is not None, f"table.json marks epoch {e} ended before {folder}/"
+                pq.read_table(pa.BufferReader(data))
+        snapshot = get("losses.parquet")
+        if ended or snapshot is not None:  # an epoch ended: its snapshot or a later one
+            assert snapshot is not None, f"table.json marks {ended} ended before a snapshot"
+            snap = pq.read_table(pa.BufferReader(snapshot))
+            epoch = json.loads(snap.schema.metadata[METADATA_KEY])["epoch"]
+            assert epoch >= max(ended, default=0), (epoch, ended)
+            reads.append(snap.num_rows)
+
+    def over_s3(key: str) -> bytes | None:
+        try:
+            return bytes(fs.cat_file(f"{bucket}/t/{key}"))
+        except FileNotFoundError:
+            return None
+
+    def seen(path: str) -> None:  # runs in the server as each write is published
+        try:
+            key = path.split(f"/{bucket}/t/", 1)[1] if f"/{bucket}/t/" in path else path
+            published.append(key)
+            data = s3.object(bucket, f"t/{key}")
+            if key.endswith(".parquet"):
+                assert data is not None, key
+                pq.read_table(pa.BufferReader(data))
+            follow(lambda k: s3.object(bucket, f"t/{k}"))
+        except BaseException as e:
+            bad.append(e)
 
     def watch() -> None:  # a reader polling the URL while the table is written
         while not stop.is_set():
             try:
-                data = fs.cat_file(f"{bucket}/t/losses.parquet")
-                reads.append(pq.read_table(pa.BufferReader(data)).num_rows)
-            except FileNotFoundError:
-                pass
+                follow(over_s3)
             except BaseException as e:
                 bad.append(e)
+                return
 
+    s3.on_write = seen
     watcher = threading.Thread(target=watch, name="seta_stream-test-watch")
     watcher.start()
     try:
@@ -108,7 +155,11 @@ def test_loss_table_uploads_are_never_seen_half_written(
     finally:
         stop.set()
         watcher.join()
-    assert not bad and reads and set(reads) == {5000}
+    assert not bad, bad
+    assert reads and set(reads) == {5000}
+    writes = [k for k in published if k != f"/{bucket}"]  # (the bucket's own creation)
+    assert writes and not [k for k in writes if "?" in k or TMP_SUFFIX in k], writes
+    assert {w.split(" ")[0] for w in s3.stats.writes} == {"PUT"}, s3.stats.writes
     reader = LossTable.open_readonly(url, storage_options=s3.storage_options)
     np.testing.assert_array_equal(reader.scores(), want)
     assert reader.snapshot_epoch() == 3

@@ -90,6 +90,7 @@ def test_merge_with_a_missing_part(
     assert "parts missing: [1]" in capsys.readouterr().err
 
 
+@pytest.mark.webdataset
 def test_index_existing_webdataset_tars(shard: ModuleType, tmp_path: Path) -> None:
     (tmp_path / "w").mkdir()
     with wds.ShardWriter(str(tmp_path / "w" / "part-%04d.tar"), maxcount=30) as w:

@@ -49,6 +49,7 @@ def test_npz_round_trip(tmp_path: Path, npz_source, fmt: str, compress: str | No
     assert index["w"].to_list() == arrays["w"].tolist()
 
 
+@pytest.mark.webdataset
 def test_tar_shards_read_by_tar_and_webdataset(tmp_path: Path, npz_source) -> None:
     path, arrays = npz_source
     convert(

@@ -109,6 +109,7 @@ def test_table_key_with_dot_is_refused(tmp_path: Path) -> None:
         convert(open_source(str(tmp_path / "t.parquet")), tmp_path / "out", QUIET)
 
 
+@pytest.mark.webdataset
 def test_reshard_webdataset_tars(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     with wds.ShardWriter(str(tmp_path / "in" / "in-%03d.tar"), maxcount=7) as w:

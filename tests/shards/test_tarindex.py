@@ -30,6 +30,8 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 from seta_stream.errors import ShardFormatError
 from seta_stream.shards.tarindex import TarScan, scan_tar
 
+pytestmark = pytest.mark.webdataset  # it reads with webdataset (tests/conftest.py)
+
 TAR = shutil.which("tar") or "/usr/bin/tar"
 BIG = 3 * 1024 * 1024 + 17
 _MTIME = 1_700_000_000
