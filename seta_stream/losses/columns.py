@@ -33,10 +33,10 @@ refuses the table instead of misreading it. Tables made before it (no `live_enco
 `PLAIN`: values as they are, files filled with the initial values when created.
 
 **Memory.** Updates scatter over the maps, and every page they touch counts in this process's
-resident set (12 bytes a sample: loss, visits, epoch). So the bulk work never goes through the
-maps: `read()` and `write()` copy ranges with `pread`/`pwrite` (the same page cache, so they
-agree with the maps at once), and `release()` hands the touched pages back to the page cache
-after a flush.
+resident set (20 bytes a sample: loss, visits, epoch, step). So the bulk work never goes
+through the maps: `read()` and `write()` copy ranges with `pread`/`pwrite` (the same page
+cache, so they agree with the maps at once), and `release()` hands the touched pages back to
+the page cache after a flush.
 """
 
 from __future__ import annotations

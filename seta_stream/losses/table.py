@@ -282,7 +282,7 @@ class LossTable:
         """Wait until every queued update is applied and msync'ed (survives an OS crash).
 
         Also hands the live columns' pages back to the page cache, so this process's resident
-        set does not keep up to 12 bytes a sample of them.
+        set does not keep up to 20 bytes a sample of them.
         """
         self._writer.call(self._cols.release)
         self._counts["flushes"] += 1
