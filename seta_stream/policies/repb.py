@@ -146,6 +146,9 @@ class RePB(PolicyMixin):
         extra = math.floor(self.prune_ratio * ids.size) - int(per.sum())
         if extra > 0:  # largest remainders first, earlier windows on ties
             per[np.argsort(-(quota - per), kind="stable")[:extra]] += 1
+        elif extra < 0:  # float rounding put the floors above floor(r·S): smallest remainders
+            order = np.argsort(quota - per, kind="stable")
+            per[order[per[order] > 0][:-extra]] -= 1
         cand = np.minimum(sizes, np.ceil(self.easy * per).astype(np.int64))
         # candidate positions: the first cand[j] of window j in (score, id) order
         win_of = np.repeat(np.arange(sizes.size), sizes)

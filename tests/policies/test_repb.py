@@ -140,3 +140,16 @@ def test_dict_round_trip_and_bad_input() -> None:
     ):
         with pytest.raises(PolicyError, match=message):
             RePB(epochs=5, **kwargs)
+
+
+def test_kept_count_is_exact_on_random_windows() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(10, 3000))
+        ratio = float(rng.choice([0.1, 0.15, 0.3, 0.35, 0.55, 0.7]))
+        steps = np.sort(rng.integers(0, n // 5 + 1, n)).astype(np.int64)
+        scores = rng.random(n).astype(np.float32)
+        policy = RePB(epochs=10, prune_ratio=ratio, window_steps=int(rng.integers(1, 5)))
+        sel = policy.select(scores, 2, steps=steps, selection_counts=np.ones(n, np.uint32))
+        assert len(sel) == n - int(np.floor(ratio * n)), (n, ratio)
+        assert np.all(np.diff(sel.ids) > 0)
