@@ -340,12 +340,13 @@ def run_ranks(root: Path, ranks: int, tmp: Path) -> dict[str, Any]:
 CHILDREN = {"run": child_run, "upgrade": child_upgrade}
 
 
-def in_child(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+def in_child(kind: str, params: dict[str, Any], timeout: float = 6 * 3600) -> dict[str, Any]:
+    """Run a child step in a fresh interpreter; a hung child fails after `timeout` seconds."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         result = Path(f.name)
     try:
         cmd = [sys.executable, __file__, "--child", kind, json.dumps(params), str(result)]
-        subprocess.run(cmd, check=True, timeout=6 * 3600)
+        subprocess.run(cmd, check=True, timeout=timeout)
         return json.loads(result.read_text())
     finally:
         result.unlink(missing_ok=True)
@@ -437,16 +438,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     per_shard = 1_000 if args.smoke else args.per_shard
     work = Path(tempfile.mkdtemp(prefix="bench_scale-", dir=args.workdir))
     results = []
+    limit = 600 if args.smoke else 6 * 3600  # seconds a child may take (a smoke run takes ~10)
     try:
         for n in sizes:
             print(f"N = {n:,}", file=sys.stderr)
             root = work / f"n{n}"
             made = make_dataset(root, n, per_shard, v1=args.upgrade)
             r: dict[str, Any] = {"n": n, "data": made}
-            r["run"] = in_child("run", {"root": str(root), "n": n, "losses": str(work / "losses")})
+            params = {"root": str(root), "n": n, "losses": str(work / "losses")}
+            r["run"] = in_child("run", params, limit)
             shutil.rmtree(work / "losses", ignore_errors=True)
             if args.upgrade:
-                r["upgrade"] = in_child("upgrade", {"root": str(root), "n": n})
+                r["upgrade"] = in_child("upgrade", {"root": str(root), "n": n}, limit)
             if args.ranks:
                 r["ranks"] = run_ranks(root, args.ranks, Path(tempfile.mkdtemp(dir=work)))
             results.append(r)

@@ -31,14 +31,15 @@ def rank_and_size() -> tuple[int, int]:
 
 
 def gather_updates(
-    ids: list[np.ndarray], losses: list[np.ndarray]
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """On rank 0: every rank's buffered (ids, losses); elsewhere: []. One collective."""
+    ids: list[np.ndarray], losses: list[np.ndarray], steps: list[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """On rank 0: every rank's buffered (ids, losses, steps); elsewhere: []. One collective."""
     import torch.distributed as dist
 
     mine = (
         np.concatenate(ids) if ids else np.zeros(0, np.int64),
         np.concatenate(losses) if losses else np.zeros(0, np.float32),
+        np.concatenate(steps) if steps else np.zeros(0, np.int64),
     )
     rank, size = dist.get_rank(), dist.get_world_size()
     out: list[Any] | None = [None] * size if rank == 0 else None

@@ -15,6 +15,9 @@ torchdata's `StatefulDataLoader` all carry it:
 - `worker`: the DataLoader worker that wrote the state (`None` in the training process).
 - `loss_table`: `{"epoch", "updates"}` — the table's epoch and the number of loss values
   handed to it so far, flushed (rank 0; `None` elsewhere).
+- `step`: this rank's count of `update()` calls, the step the next loss is recorded with
+  (absent in states saved before steps were recorded: the count then goes on from the
+  stream's own).
 
 The position counts what the training loop received. With `num_workers > 0` only the
 DataLoader knows that: torchdata's `StatefulDataLoader` keeps one state per worker (each

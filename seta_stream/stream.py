@@ -162,7 +162,8 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
             )
         self._work = WorkDir(workdir)
         self.workdir = self._work.path  # the folder shared with DataLoader workers
-        self._pending: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        self._pending: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+        self._step = 0  # update() calls on this rank: the step recorded with each loss
         self.epoch: int | None = None
         self._digest = ""
         self._selected = 0
@@ -205,11 +206,32 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
             scores = ddp.broadcast(scores)
         if scores is None:
             scores = np.full(self.dataset.num_samples, np.nan, np.float32)
-        sel = self.policy.select(scores, epoch, seed=self.seed)
+        sel = self.policy.select(scores, epoch, seed=self.seed, **self._policy_inputs(epoch))
         if self.table is not None:
             self.table.record_selection(epoch, sel)
         self._start(epoch, sel.ids, sel.weights)
         self._resume = None
+
+    def _policy_inputs(self, epoch: int) -> dict[str, np.ndarray]:
+        """What the policy's `needs` asks for besides the scores (rank 0 reads, all receive):
+        `steps` (int64, the step of each sample's last loss, -1 never seen) and
+        `selection_counts` (uint32, recorded epochs before this one that selected it)."""
+        needs: frozenset[str] = getattr(self.policy, "needs", frozenset())
+        if not needs or self.losses_path is None:
+            return {}
+        inputs: dict[str, np.ndarray] | None = None
+        if self.table is not None:
+            inputs = {}
+            if "steps" in needs:
+                inputs["steps"] = self.table.columns("step")["step"]
+            if "selection_counts" in needs:
+                self.table.track_selections()
+                inputs["selection_counts"] = self.table.selection_counts(epoch)
+        if ddp.initialized():
+            inputs = ddp.broadcast(inputs)
+        if inputs is None:
+            raise SeTaStreamError("no loss table on rank 0 to read the policy's inputs from")
+        return inputs
 
     def _check_epoch(self, epoch: int) -> None:
         epochs, last = getattr(self.policy, "epochs", None), self.epoch
@@ -392,12 +414,18 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
     # -- losses ----------------------------------------------------------------------------
 
     def update(self, ids: Any, losses: Any) -> None:
-        """Queue per-sample losses for the loss table; returns at once."""
+        """Queue per-sample losses for the loss table; returns at once.
+
+        Each call is one step: the table records, with each loss, this rank's count of
+        `update()` calls before it (saved in `state_dict()`; equal on every DDP rank when each
+        rank calls `update()` once per training step)."""
         if self.losses_path is None:
             raise SeTaStreamError("this stream has no loss table (losses=None): nothing to update")
+        step = self._step
+        self._step += 1
         if self.table is not None:
             try:
-                self.table.update(ids, losses)
+                self.table.update(ids, losses, step=step)
             except NonFiniteLossError as e:
                 e.add_note("SeTaStream(..., nonfinite='skip') drops such losses")
                 raise
@@ -416,17 +444,18 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
             i, v = i[keep], v[keep]
         self._pending[0].append(i)
         self._pending[1].append(v)
+        self._pending[2].append(np.full(i.size, step, np.int64))
 
     def _sync_losses(self) -> None:
         """Under DDP: one gather of every rank's buffered updates into rank 0's table."""
         if not ddp.initialized() or self.losses_path is None:
             return
         gathered = ddp.gather_updates(*self._pending)
-        self._pending = ([], [])
+        self._pending = ([], [], [])
         if self.table is not None:
-            for ids, losses in gathered[1:]:
+            for ids, losses, steps in gathered[1:]:
                 if len(ids):
-                    self.table.update(ids, losses)
+                    self.table.update(ids, losses, step=steps)
             self.table.flush()
 
     # -- stats, state, close ---------------------------------------------------------------
@@ -481,6 +510,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         """A state of pass `it` = (epoch, selection digest, rank samples) at `stages`."""
         fields = {"epoch": it[0], "rank": self.rank, "world_size": self.world_size}
         fields |= {"selection": it[1], "samples": it[2], "worker": worker, "loss_table": table}
+        fields["step"] = self._step
         return resume.make_state({**self._expect(), **fields}, stages)
 
     def _main_position(self) -> tuple[Stage, ...] | None:
@@ -520,6 +550,7 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
             )
         if st["loss_table"] is not None:
             self._updates_base = int(st["loss_table"]["updates"])
+        self._step = int(st.get("step", self._step))
         self._resume, self._iterated_here, self._stages, self._iter = r, False, (), None
         done = (Stage(num_workers=1, yielded=(self._selected,)),) if r.complete else r.stages
         self._resumed = done or ()  # None: the loader's state holds the position

@@ -47,11 +47,12 @@ index (`seta_stream.shards.scan_index`) for the keys, labels or shards.
 | group | int8 | group rank in the last selection, −1 if not clustered |
 | selected | bool | selected by the last selection |
 | weight | float32 | loss weight of the last selection (1.0 when not selected) |
+| step | int64 | step of the last loss (`update()` count, see docs/policies.md), −1 if never |
 
 `history/epoch=000012.parquet` — one per ended epoch, all of one schema:
 epoch int32, sample_id int64, loss float32 (as at the epoch's end), group int8, selected
-bool, weight float32. Up to `history_full_max` samples (default 100M) every sample has a row
-("full"); above it only the selected samples do ("compact"), and
+bool, weight float32, step int64 (of that loss). Up to `history_full_max` samples (default
+100M) every sample has a row ("full"); above it only the selected samples do ("compact"), and
 `histogram/epoch=….parquet` (epoch, group, bin, lo, hi, count: 64 bins per group) describes
 the losses of all samples. An epoch with no recorded selection stores group −1, weight 1 and
 selected = seen during that epoch.
@@ -71,13 +72,14 @@ always share one schema.
 A new table writes nothing per sample: its live columns are sparse files whose zero bytes
 mean "never seen" (each value is stored XOR its initial value, see `columns.py`), so creating
 one takes milliseconds at any N, and blocks are allocated as samples are first written.
-On disk, per sample: 18 bytes of live columns, about 4 for the snapshot and 4 per epoch of
-full history (about 4 per *selected* sample in compact form); so about 30 bytes after two
-epochs, under 40 with any history form. In memory, `scores()` makes one float32 array (4
-bytes a sample); `record_selection`, the snapshot, history and summary go through the live
-columns a chunk (`chunk_rows`) at a time, past their memory maps. The pages that updates touch
-stay mapped until `flush()`, `scores()` or `end_epoch()` hands them back to the page cache (up
-to 12 bytes a sample during an epoch, counted in this process's resident set, reclaimable by
+On disk, per sample: 26 bytes of live columns (30 with the optional selection counts),
+about 4 for the snapshot and 4 per epoch of full history (about 4 per *selected* sample in
+compact form), a little more with the steps; so about 40 bytes after two epochs. In memory,
+`scores()` makes one float32 array (4 bytes a sample); `record_selection`, the snapshot,
+history and summary go through the live columns a chunk (`chunk_rows`) at a time, past their
+memory maps. The pages that updates touch stay mapped until `flush()`, `scores()` or
+`end_epoch()` hands them back to the page cache (up to 20 bytes a sample during an epoch:
+loss, visits, epoch, step; counted in this process's resident set, reclaimable by
 the OS). `benchmarks/bench_losstable.py` measures each epoch step; at 100M on 2 cores:
 `set_epoch` + `scores()` + SeTa + `record_selection` about 9 s and 1.2 GB, 100M updates 7-10
 s, `end_epoch()` + `close()` 15-20 s.

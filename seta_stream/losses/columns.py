@@ -8,9 +8,18 @@
 | `group`    | `live/group.i8`      | int8    | -1 (not clustered)     |
 | `selected` | `live/selected.b8`   | bool    | false                  |
 | `weight`   | `live/weight.f32`    | float32 | 1.0                    |
+| `step`     | `live/step.i64`      | int64   | -1 (never seen)        |
 
-Native byte order, no header: a table of N samples is 18·N bytes, and updating a sample touches
-only its own bytes (O(1)). Writes land in the page cache at once, so a killed process loses
+Native byte order, no header: a table of N samples is 26·N bytes, and updating a sample touches
+only its own bytes (O(1)). `step` (when the sample's last loss was computed: the update counter
+of `LossTable.update`/`SeTaStream.update`) came later: a table made before it gets the column,
+all -1, when it is next opened for writing.
+
+One column is optional, made only when a policy asks for it (`LossTable.track_selections`):
+`selections` (`live/selections.u32`, uint32, 0): in how many recorded epochs the selection
+held the sample. A table that never tracks it has no such file.
+
+Writes land in the page cache at once, so a killed process loses
 nothing it wrote; `flush()` (msync) makes them survive an OS crash too. Each file is created
 under a temp name, sized and renamed, so a half-created column never exists.
 
@@ -24,10 +33,10 @@ refuses the table instead of misreading it. Tables made before it (no `live_enco
 `PLAIN`: values as they are, files filled with the initial values when created.
 
 **Memory.** Updates scatter over the maps, and every page they touch counts in this process's
-resident set (12 bytes a sample: loss, visits, epoch). So the bulk work never goes through the
-maps: `read()` and `write()` copy ranges with `pread`/`pwrite` (the same page cache, so they
-agree with the maps at once), and `release()` hands the touched pages back to the page cache
-after a flush.
+resident set (20 bytes a sample: loss, visits, epoch, step). So the bulk work never goes
+through the maps: `read()` and `write()` copy ranges with `pread`/`pwrite` (the same page
+cache, so they agree with the maps at once), and `release()` hands the touched pages back to
+the page cache after a flush.
 """
 
 from __future__ import annotations
@@ -78,8 +87,13 @@ COLUMN_SPECS: tuple[ColumnSpec, ...] = (
     ColumnSpec(name="group", dtype=np.dtype(np.int8), fill=-1),
     ColumnSpec(name="selected", dtype=np.dtype(np.bool_), fill=False),
     ColumnSpec(name="weight", dtype=np.dtype(np.float32), fill=1.0),
+    ColumnSpec(name="step", dtype=np.dtype(np.int64), fill=-1),
 )
-SPECS = {spec.name: spec for spec in COLUMN_SPECS}
+OPTIONAL_SPECS: tuple[ColumnSpec, ...] = (
+    ColumnSpec(name="selections", dtype=np.dtype(np.uint32), fill=0),
+)
+ADDED_LATER = frozenset({"step"})  # made (all fill) when a table without it is opened
+SPECS = {spec.name: spec for spec in (*COLUMN_SPECS, *OPTIONAL_SPECS)}
 BYTES_PER_SAMPLE = sum(spec.dtype.itemsize for spec in COLUMN_SPECS)
 
 
@@ -132,7 +146,7 @@ def _open_column(path: Path, spec: ColumnSpec, num_samples: int) -> tuple[int, m
 
 
 class LiveColumns:
-    """The six live columns of one table: `stored[name]` is an unsigned view of the column's
+    """The live columns of one table: `stored[name]` is an unsigned view of the column's
     memory map holding the stored bits; `encode`/`decode` turn values into bits and back.
 
     Only the writer thread of a `LossTable` touches these arrays while the table is open.
@@ -155,22 +169,42 @@ class LiveColumns:
                 _create_column(live / spec.file_name(encoding), spec, num_samples, encoding)
         self.num_samples = num_samples
         self.encoding = encoding
-        self.keys = {spec.name: spec.key(encoding) for spec in COLUMN_SPECS}
+        self._live = live
+        self.keys = {spec.name: spec.key(encoding) for spec in SPECS.values()}
         self.stored: dict[str, np.ndarray[Any, Any]] = {}
         self._fds: dict[str, int] = {}
         self._maps: dict[str, mmap.mmap] = {}
         try:
             for spec in COLUMN_SPECS:
-                fd, mm = _open_column(live / spec.file_name(encoding), spec, num_samples)
-                self._fds[spec.name], self._maps[spec.name] = fd, mm
-                self.stored[spec.name] = np.frombuffer(mm, dtype=spec.bits)
+                path = live / spec.file_name(encoding)
+                if spec.name in ADDED_LATER and not path.exists():
+                    _create_column(path, spec, num_samples, encoding)
+                self._attach(spec)
+            for spec in OPTIONAL_SPECS:
+                if (live / spec.file_name(encoding)).exists():
+                    self._attach(spec)
         except BaseException:
             self.close()
             raise
 
+    def _attach(self, spec: ColumnSpec) -> None:
+        fd, mm = _open_column(self._live / spec.file_name(self.encoding), spec, self.num_samples)
+        self._fds[spec.name], self._maps[spec.name] = fd, mm
+        self.stored[spec.name] = np.frombuffer(mm, dtype=spec.bits)
+
+    def add_optional(self, name: str) -> bool:
+        """Make optional column `name` (all fill) if it is not there; return whether it was made."""
+        if name in self.stored:
+            return False
+        spec = SPECS[name]
+        _create_column(self._live / spec.file_name(self.encoding), spec, self.num_samples,
+                       self.encoding)  # fmt: skip
+        self._attach(spec)
+        return True
+
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(spec.name for spec in COLUMN_SPECS)
+        return tuple(spec.name for spec in SPECS.values() if spec.name in self.stored)
 
     def encode(self, name: str, values: Any) -> np.ndarray[Any, Any]:
         """The stored bits of `values` (a new array; a scalar gives a 0-d one)."""
@@ -208,9 +242,11 @@ class LiveColumns:
         groups: np.ndarray[Any, Any] | None,
         *,
         chunk_rows: int,
+        count: bool = True,
     ) -> None:
         """selected = `ids` (sorted), weight = `weights` there and 1 elsewhere, group =
-        `groups` (-1 when None); written a chunk at a time, past the maps."""
+        `groups` (-1 when None); written a chunk at a time, past the maps. `count`: add one to
+        `selections` of `ids` (when that optional column is there)."""
         for start in range(0, self.num_samples, chunk_rows):
             stop = min(self.num_samples, start + chunk_rows)
             lo, hi = np.searchsorted(ids, [start, stop])
@@ -224,6 +260,10 @@ class LiveColumns:
             self.write("weight", start, weight)
             group = np.full(stop - start, -1, np.int8) if groups is None else groups[start:stop]
             self.write("group", start, group)
+            if count and "selections" in self.stored:
+                selections = self.read("selections", start, stop)
+                selections[local] += 1
+                self.write("selections", start, selections)
 
     def flush(self) -> None:
         """msync every column, so what was written survives an OS crash."""
@@ -257,6 +297,7 @@ class LiveColumns:
             ("group", lambda a: a < -1, "is below -1"),
             ("selected", lambda a: a.view(np.uint8) > 1, "is not 0 or 1"),
             ("weight", lambda a: ~np.isfinite(a) | (a < 0), "is negative or not finite"),
+            ("step", lambda a: a < -1, "is below -1"),
         )
         for name, bad, why in checks:
             for start in range(0, self.num_samples, chunk_rows):

@@ -112,6 +112,7 @@ def write_snapshot(cols: LiveColumns, ctx: WriteContext, *, epoch: int) -> Path:
                 "group": cols.read("group", start, stop),
                 "selected": cols.read("selected", start, stop),
                 "weight": cols.read("weight", start, stop),
+                "step": cols.read("step", start, stop),
             }
             out.write_batch(_batch(schema, columns, keys, stop - start))
             ctx.point("snapshot:partial")
@@ -130,14 +131,16 @@ class EpochRecord:
 
 
 def epoch_chunk(cols: LiveColumns, rec: EpochRecord, start: int, stop: int) -> dict[str, Any]:
-    """loss/group/selected/weight of a chunk (no recorded selection: selected = seen in it)."""
-    loss = cols.read("loss", start, stop)
+    """loss/group/selected/weight/step of a chunk (no recorded selection: selected = seen in
+    it)."""
+    loss, step = cols.read("loss", start, stop), cols.read("step", start, stop)
     if rec.info is not None:
         return {
             "loss": loss,
             "group": cols.read("group", start, stop),
             "selected": cols.read("selected", start, stop),
             "weight": cols.read("weight", start, stop),
+            "step": step,
         }
     n = stop - start
     return {
@@ -145,6 +148,7 @@ def epoch_chunk(cols: LiveColumns, rec: EpochRecord, start: int, stop: int) -> d
         "group": np.full(n, -1, np.int8),
         "selected": cols.read("epoch", start, stop) == rec.epoch,
         "weight": np.ones(n, np.float32),
+        "step": step,
     }
 
 

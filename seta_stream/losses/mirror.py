@@ -118,6 +118,8 @@ def restore_live(root: Path, num_samples: int) -> None:
             )
         names = {"last_epoch": "epoch"}  # snapshot column -> live column
         wanted = ["sample_id", "loss", "visits", "last_epoch", "group", "selected", "weight"]
+        if "step" in parquet.schema_arrow.names:  # snapshots before steps: all -1
+            wanted.append("step")
         for i in range(parquet.num_row_groups):
             part = parquet.read_row_group(i, columns=wanted)
             ids = part.column("sample_id").to_numpy()

@@ -36,6 +36,7 @@ SNAPSHOT_SCHEMA = pa.schema(
         ("group", pa.int8()),
         ("selected", pa.bool_()),
         ("weight", pa.float32()),
+        ("step", pa.int64()),
     ]
 )
 HISTORY_SCHEMA = pa.schema(
@@ -46,6 +47,7 @@ HISTORY_SCHEMA = pa.schema(
         ("group", pa.int8()),
         ("selected", pa.bool_()),
         ("weight", pa.float32()),
+        ("step", pa.int64()),
     ]
 )
 SUMMARY_SCHEMA = pa.schema(

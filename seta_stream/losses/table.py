@@ -32,7 +32,7 @@ from seta_stream.losses.inputs import (
 from seta_stream.losses.mirror import TableMirror, local_folder
 from seta_stream.losses.options import HISTORY_FULL_MAX, TableOptions
 from seta_stream.losses.reader import ReadOnlyLossTable, check_dataset, resolve_num_samples
-from seta_stream.losses.schema import check_files, check_keys_file
+from seta_stream.losses.schema import check_files, check_keys_file, file_metadata, read_checked
 from seta_stream.losses.writer import Batch, LossWriter
 
 NEW_TABLE_ENCODING = XOR_FILL  # of the live columns of tables created now (tests: PLAIN too)
@@ -114,6 +114,7 @@ class LossTable:
         self._updated_since_end = False  # an ended epoch that gets updates must end again
         self._changes = 0  # updates and selections given; a snapshot notes the count it holds
         self._snapshot_mark: tuple[int, int] | None = None  # (epoch, changes) of the last one
+        self._next_step = int(self._meta.get("next_step", 0))  # update()'s default step
         self._writer = LossWriter(self._apply, max_pending=max_pending)
         self._finalizer = weakref.finalize(self, _finalize, self._writer, self._cols, self._lock)
 
@@ -188,9 +189,12 @@ class LossTable:
         return int(self._meta["epoch"])
 
     # -- the hot path ------------------------------------------------------------------------
-    def update(self, ids: Any, losses: Any) -> None:
+    def update(self, ids: Any, losses: Any, *, step: Any = None) -> None:
         """Queue per-sample losses (numpy or torch, any device/float dtype); returns at once.
 
+        `step`: when the losses were computed (an int >= 0 for the batch, or one per sample);
+        default: the table's own counter of `update()` calls, which continues after the last
+        step given (kept in `table.json` at each epoch boundary). Recorded in the `step` column.
         Blocks only while `max_pending` batches are already queued (back-pressure).
         """
         self._writer.check()
@@ -199,13 +203,40 @@ class LossTable:
         if not ids_np.size:
             return
         check_range(ids_np, self.num_samples)
+        steps: Any = self._step_of(step, ids_np.size)
         if not all_finite(loss_np):
+            keep = np.isfinite(loss_np)
             ids_np, loss_np = self._drop_nonfinite(ids_np, loss_np)
-        self._writer.put(Batch(ids_np, loss_np, self._meta["epoch"]))
+            if isinstance(steps, np.ndarray):
+                steps = steps[keep]
+        self._writer.put(Batch(ids_np, loss_np, self._meta["epoch"], steps))
         self._updated_since_end = True
         self._changes += 1
         self._counts["updates"] += 1
         self._counts["samples_queued"] += ids_np.size
+
+    def _step_of(self, step: Any, size: int) -> int | np.ndarray[Any, np.dtype[np.int64]]:
+        """The step(s) of one update; advances the table's counter past them."""
+        if step is None:
+            value = self._next_step
+        elif isinstance(step, (int, np.integer)) and not isinstance(step, bool) and step >= 0:
+            value = int(step)
+        else:
+            arr = np.asarray(step)
+            if arr.shape != (size,) or arr.dtype.kind not in "iu" or (size and arr.min() < 0):
+                raise LossTableError(
+                    f"step={step!r}: give an int >= 0, or one int >= 0 per sample ({size})"
+                )
+            arr = arr.astype(np.int64)  # a private copy: the caller may reuse its buffer
+            self._next_step = max(self._next_step, int(arr.max()) + 1)
+            return arr
+        self._next_step = max(self._next_step, value + 1)
+        return value
+
+    @property
+    def next_step(self) -> int:
+        """The step an `update()` without `step` records next."""
+        return self._next_step
 
     def _drop_nonfinite(self, ids: np.ndarray, losses: np.ndarray) -> tuple[Any, Any]:
         if self.options.nonfinite == "raise":
@@ -231,12 +262,18 @@ class LossTable:
         visits += 1
         stored["visits"][ids] = visits
         stored["epoch"][ids] = cols.encode("epoch", batch.epoch)
-        if not np.array_equal(stored["loss"][ids], loss):
-            # Duplicate ids with different losses: make the last occurrence win, whatever order
-            # numpy's fancy assignment used.
+        step = cols.encode("step", batch.step)
+        stored["step"][ids] = step
+        if not np.array_equal(stored["loss"][ids], loss) or (
+            step.ndim and not np.array_equal(stored["step"][ids], step)
+        ):
+            # Duplicate ids with different losses (or steps): make the last occurrence win,
+            # whatever order numpy's fancy assignment used.
             _, first_in_reversed = np.unique(ids[::-1], return_index=True)
             last = ids.size - 1 - first_in_reversed
             stored["loss"][ids[last]] = loss[last]
+            if step.ndim:
+                stored["step"][ids[last]] = step[last]
         if hook is not None:
             hook("apply:end")
 
@@ -245,7 +282,7 @@ class LossTable:
         """Wait until every queued update is applied and msync'ed (survives an OS crash).
 
         Also hands the live columns' pages back to the page cache, so this process's resident
-        set does not keep up to 12 bytes a sample of them.
+        set does not keep up to 20 bytes a sample of them.
         """
         self._writer.call(self._cols.release)
         self._counts["flushes"] += 1
@@ -262,13 +299,53 @@ class LossTable:
 
     def columns(self, *names: str) -> dict[str, np.ndarray[Any, Any]]:
         """Copies of the live columns `names` (default all: loss, visits, epoch, group,
-        selected, weight)."""
+        selected, weight, step; and selections when tracked)."""
         have = self._cols.names
         wanted = names or have
         unknown = set(wanted) - set(have)
         if unknown:
             raise LossTableError(f"no live columns {sorted(unknown)}; have {list(have)}")
         return self._writer.call(lambda: {name: self._cols.read(name) for name in wanted})
+
+    # -- selection counts (only for policies that ask) ---------------------------------------
+    def track_selections(self) -> None:
+        """Keep the optional `selections` column (uint32, 4 bytes a sample): per sample, how
+        many recorded selections held it. Made on first call (from the history files when
+        epochs were recorded before); after that `record_selection` adds to it."""
+        self._check_open()
+        if self._writer.call(lambda: self._cols.add_optional("selections")):
+            self._set_meta(selections_through=None)
+
+    def selection_counts(self, epoch: int) -> np.ndarray[Any, np.dtype[np.uint32]]:
+        """Per sample, in how many epochs before `epoch` its recorded selection held it (a
+        copy). Kept incrementally by `record_selection`; rebuilt from the history files only
+        when the count does not stand at `epoch - 1` (a run resumed into an older epoch, a
+        crash while counting, or tracking started mid-run)."""
+        if "selections" not in self._cols.names:
+            raise LossTableError("selection counts are not tracked: call track_selections()")
+        self._count_before(epoch)
+        return self._writer.call(lambda: self._cols.read("selections"))
+
+    def _count_before(self, epoch: int) -> None:
+        """Make the `selections` column count exactly the recorded epochs before `epoch`."""
+        if self._meta.get("selections_through") == epoch - 1:
+            return
+        counts = np.zeros(self.num_samples, np.uint32)
+        for name in sorted(p.name for p in (self.root / layout.HISTORY_DIR).glob("*.parquet")):
+            path = self.root / layout.HISTORY_DIR / name
+            meta = file_metadata(path, "history")
+            if meta.get("info") is None or int(meta["epoch"]) >= epoch:
+                continue  # no recorded selection, or not before `epoch`
+            part = read_checked(path, "history", ["sample_id", "selected"])
+            ids = part.column("sample_id").to_numpy()
+            counts[ids[part.column("selected").to_numpy(zero_copy_only=False)]] += 1
+        self._writer.call(lambda: self._cols.write("selections", 0, counts))
+        self._set_meta(selections_through=epoch - 1)
+
+    def _set_meta(self, **fields: Any) -> None:
+        with self._meta_lock:
+            self._meta.update(fields)
+            layout.write_meta(self.root, self._meta)
 
     def set_epoch(self, epoch: int) -> None:
         """Set the current epoch: the `epoch` recorded by later `update()` calls."""
@@ -284,6 +361,7 @@ class LossTable:
                 self._meta["epochs"].pop(str(int(epoch)), None)
             self._meta["epoch"] = int(epoch)
             self._meta["max_epoch"] = max(int(epoch), self._meta.get("max_epoch", 0))
+            self._meta["next_step"] = self._next_step
             layout.write_meta(self.root, self._meta)
         self._push()
 
@@ -298,11 +376,18 @@ class LossTable:
 
         chunk = self.options.chunk_rows
         self._changes += 1
+        counting = "selections" in self._cols.names
+        if counting:
+            self._count_before(epoch)
+            self._set_meta(selections_through=None)  # a crash while counting: rebuilt later
         self._writer.call(
             lambda: self._cols.store_selection(ids, weights, groups, chunk_rows=chunk)
         )
         with self._meta_lock:
             self._meta["epochs"][str(epoch)] = {"info": info, "ended": False}
+            if counting:
+                self._meta["selections_through"] = epoch
+            self._meta["next_step"] = self._next_step
             layout.write_meta(self.root, self._meta)
         if self.mirror is not None:  # the snapshot carries the selection, for a resume elsewhere
             self.snapshot()
@@ -336,6 +421,7 @@ class LossTable:
         self._snapshot_mark = mark
         with self._meta_lock:
             self._meta["epochs"][str(epoch)] = {**entry, "ended": True}
+            self._meta["next_step"] = self._next_step
             layout.write_meta(self.root, self._meta)
         name = layout.epoch_file_name(epoch)
         dirs = (layout.HISTORY_DIR, layout.SUMMARY_DIR, layout.HISTOGRAM_DIR)

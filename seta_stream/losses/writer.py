@@ -39,11 +39,13 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class Batch:
-    """One `update()`: private copies of the ids and losses, and the epoch they were seen in."""
+    """One `update()`: private copies of the ids and losses, the epoch they were seen in, and
+    the step (one for the batch, or one per sample for updates gathered from other ranks)."""
 
     ids: np.ndarray[Any, np.dtype[np.int64]]
     losses: np.ndarray[Any, np.dtype[np.float32]]
     epoch: int
+    step: int | np.ndarray[Any, np.dtype[np.int64]] = -1
 
 
 class _Call(Generic[T]):

@@ -1,8 +1,10 @@
 """Selection policies: pure functions of (scores, epoch, seed) -> the samples to read.
 
-`SeTa` (the method), `InfoBatch` (baseline with loss weights), `DynamicRandom`, `Static` and
-`Full`. Each is a frozen dataclass with `select(scores, epoch, *, seed=0) -> Selection`, a
-`name` and `to_dict()`; `policy_from_dict` rebuilds one from its dict.
+`SeTa` (the method), `RePB` (its authors' bias-corrected follow-up, with loss weights),
+`InfoBatch` (baseline with loss weights), `DynamicRandom`, `Static` and `Full`. Each is a
+frozen dataclass with `select(scores, epoch, *, seed=0) -> Selection`, a `name` and
+`to_dict()`; `policy_from_dict` rebuilds one from its dict. A policy that takes more inputs
+than the scores names them in `needs` and takes them as keywords of `select` (RePB).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from seta_stream.errors import PolicyError
 from seta_stream.policies.base import Policy, Selection
 from seta_stream.policies.infobatch import InfoBatch
 from seta_stream.policies.kmeans1d import Partition1D, kmeans1d, kmeans1d_sorted
+from seta_stream.policies.repb import RePB
 from seta_stream.policies.seta import SeTa
 from seta_stream.policies.simple import DynamicRandom, Full, Static
 
 _POLICIES: dict[str, type[Any]] = {
-    cls.name: cls for cls in (SeTa, InfoBatch, DynamicRandom, Static, Full)
+    cls.name: cls for cls in (SeTa, RePB, InfoBatch, DynamicRandom, Static, Full)
 }
 
 
@@ -42,6 +45,7 @@ __all__ = [
     "InfoBatch",
     "Partition1D",
     "Policy",
+    "RePB",
     "SeTa",
     "Selection",
     "Static",

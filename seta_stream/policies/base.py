@@ -87,9 +87,17 @@ class Policy(Protocol):
 
 
 class PolicyMixin:
-    """`to_dict` for the policy dataclasses: {"name": ..., **fields}."""
+    """`to_dict` for the policy dataclasses: {"name": ..., **fields}; and `needs`.
+
+    `needs` names the inputs a policy takes besides the scores, as keyword arguments of
+    `select`: `"steps"` (int64 per sample: the step of its last loss, -1 never seen) and
+    `"selection_counts"` (uint32 per sample: recorded epochs before this one that selected
+    it). `SeTaStream` reads only what is named, so a policy that needs nothing costs nothing
+    more (the loss table makes the selection counts only for a policy that needs them).
+    """
 
     name: ClassVar[str]
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         if not dataclasses.is_dataclass(self):  # pragma: no cover - every policy is one

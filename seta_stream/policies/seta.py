@@ -6,6 +6,8 @@ Datasets", CVPR 2025; reference code github mrazhou/SeTa, `seta.py`).
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,11 +67,15 @@ class SeTa(PolicyMixin):
     If R has no more than k samples, or fewer than k distinct scores, there are as many groups
     as distinct scores (k-means cannot find more); the window is then computed with that count.
 
-    Beyond the paper, `target_keep` (a fraction in (0, 1], default None = off) chooses the
-    window's *width* each epoch: of the widths 1…k (window start `e mod (k − w + 1)`, so it
-    still moves easy -> hard; start 0 at e = 0), the one whose kept count is nearest
-    `target_keep·N` (ties: the wider). Groups stay whole, so the kept fraction is near, not
-    at, the target; `window` is then ignored. This turns SeTa's variable saving into a budget.
+    Beyond the paper, `target_keep` (default None = off) makes the kept count exact: with
+    `T = min(floor(target·N), |R|)` (at least 1), the window's width is the smallest w whose
+    window (start `e mod (k − w + 1)`; start 0 at e = 0) holds >= T samples; the window keeps
+    its groups whole up to the edge group where the count reaches T, and of that edge group the
+    lowest-scoring samples (ties: lower id first) to make exactly T. So every pruning epoch keeps
+    T samples (the target, when `target <= 1 − prune_ratio`); `window` is then ignored. The
+    target is a number in (0, 1], or a schedule: a list of `(epoch, keep)` points, linearly
+    interpolated between points and constant before the first and after the last (it
+    serialises), or a callable `epoch -> keep` (it cannot be serialised: `to_dict()` raises).
 
     Args:
         epochs: E, total epochs (>= 1).
@@ -78,7 +84,7 @@ class SeTa(PolicyMixin):
         window: α, fraction of the groups the window covers, in (0, 1].
         anneal: δ, pruning runs while `e + 1 <= E·δ`, in (0, 1].
         init_score: the score of a sample never seen (finite).
-        target_keep: optional kept fraction of N the window width aims at, in (0, 1].
+        target_keep: optional exact kept fraction of N, in (0, 1], or a schedule of it.
     """
 
     name: ClassVar[str] = "seta"
@@ -89,7 +95,7 @@ class SeTa(PolicyMixin):
     window: float = 0.5
     anneal: float = 0.875
     init_score: float = 3.0
-    target_keep: float | None = None
+    target_keep: TargetKeep = None
 
     def __post_init__(self) -> None:
         check_epochs(self.epochs)
@@ -102,11 +108,22 @@ class SeTa(PolicyMixin):
             raise PolicyError(f"window must be a number in (0, 1], got {w!r}")
         check_anneal(self.anneal)
         check_init_score(self.init_score)
-        t = self.target_keep
-        if t is not None and (
-            isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t <= 1.0
-        ):
-            raise PolicyError(f"target_keep must be None or a number in (0, 1], got {t!r}")
+        object.__setattr__(self, "target_keep", check_target_keep(self.target_keep))
+
+    def to_dict(self) -> dict[str, Any]:
+        if callable(self.target_keep):
+            raise PolicyError(
+                "SeTa with a callable target_keep cannot be serialised (to_dict, state_dict): "
+                "give the schedule as a list of (epoch, keep) points instead"
+            )
+        d = super().to_dict()
+        if isinstance(self.target_keep, tuple):
+            d["target_keep"] = [list(point) for point in self.target_keep]
+        return d
+
+    def target_at(self, epoch: int) -> float | None:
+        """The target kept fraction at `epoch` (None: target_keep is off)."""
+        return target_value(self.target_keep, epoch)
 
     def select(self, scores: np.ndarray, epoch: int, *, seed: int = 0) -> Selection:
         """Pick epoch `epoch`'s samples from `scores` (float32, length N, NaN = never seen)."""
@@ -128,24 +145,35 @@ class SeTa(PolicyMixin):
             values = fill_unseen(values, self.init_score)
         num_clustered = int(values.size)
         found = _cluster(values, self.num_groups, rng)
+        target = self.target_at(epoch)
+        edge: tuple[int, np.ndarray] | None = None
+        if target is None:
+            start, stop = window_bounds(len(found.sizes), epoch, self.window)
+        else:
+            want = min(num_clustered, max(1, keep_count(n, target)))
+            start, stop, need = target_window(found.sizes, epoch, want)
+            if need:  # the edge group's `need` lowest scores, ties by id
+                edge = (stop - 1, _lowest(values, found.labels, stop - 1, need))
+                stop -= 1
         del values  # memory: at most a few N-sized arrays at once (a copy when pruned or filled)
-        start, stop = self._window(found.sizes, epoch, n)
         if in_r is None:
             groups = found.labels
+            edge_ids = None if edge is None else edge[1]
         else:
             groups = np.full(n, -1, dtype=np.int8)
             groups[in_r] = found.labels
+            edge_ids = None if edge is None else np.flatnonzero(in_r)[edge[1]]
             del in_r
-        ids = nonempty(_in_window(groups, start, stop), rng, n)
+        ids = _in_window(groups, start, stop)
+        if edge_ids is not None:
+            ids = np.union1d(ids, edge_ids.astype(np.int64, copy=False))
+            stop += 1
+        ids = nonempty(ids, rng, n)
         info = base_info("prune", epoch, n, int(ids.size))
         info.update(groups=found.stats, window=[start, stop], num_clustered=num_clustered)
+        if target is not None:
+            info.update(target_keep=target)
         return Selection(ids=ids, weights=None, groups=groups, info=info)
-
-    def _window(self, sizes: list[int], t: int, n: int) -> tuple[int, int]:
-        k = len(sizes)
-        if self.target_keep is not None:
-            return target_window(sizes, t, self.target_keep * n)
-        return window_bounds(k, t, self.window)
 
 
 def window_bounds(k: int, t: int, alpha: float) -> tuple[int, int]:
@@ -163,20 +191,79 @@ def window_bounds(k: int, t: int, alpha: float) -> tuple[int, int]:
     return start, start + w
 
 
-def target_window(sizes: list[int], t: int, target: float) -> tuple[int, int]:
-    """The window (start `t mod (k − w + 1)`) whose kept count is nearest `target`; ties wider."""
+def target_window(sizes: list[int], t: int, want: int) -> tuple[int, int, int]:
+    """(start, stop, need): the narrowest window (start `t mod (k − w + 1)`, start 0 at t = 0)
+    holding >= `want` samples, cut to the groups needed; `need` (0 = none) is how many of its
+    last group complete `want` (the whole groups before it hold `want − need`)."""
     k = len(sizes)
     if k == 0:
-        return 0, 0
-    cum = np.concatenate(([0], np.cumsum(sizes)))
-    best: tuple[float, int] | None = None
-    best_window = (0, k)
+        return 0, 0, 0
+    cum = np.concatenate(([0], np.cumsum(sizes))).tolist()
+    start = 0
     for w in range(1, k + 1):
-        start = t % (k - w + 1)
-        key = (abs(float(cum[start + w] - cum[start]) - target), -w)
-        if best is None or key < best:
-            best, best_window = key, (start, start + w)
-    return best_window
+        start = 0 if t == 0 else t % (k - w + 1)
+        if cum[start + w] - cum[start] >= want:
+            break
+    else:  # want > |R| cannot happen (T <= |R|); keep every group
+        return 0, k, 0
+    stop = start + 1
+    while cum[stop] - cum[start] < want:
+        stop += 1
+    need = want - (cum[stop - 1] - cum[start])
+    return start, stop, 0 if need == sizes[stop - 1] else need
+
+
+def _lowest(values: np.ndarray, labels: np.ndarray, group: int, need: int) -> np.ndarray:
+    """Positions (in R) of the `need` lowest values of `group`, ties by position; sorted."""
+    members = np.flatnonzero(labels == group)
+    order = np.lexsort((members, values[members]))  # by value, then by position (= id order)
+    return np.sort(members[order[:need]])
+
+
+TargetKeep = float | tuple[tuple[int, float], ...] | Callable[[int], float] | None
+
+
+def check_target_keep(target: Any) -> TargetKeep:
+    """Validate `target_keep`; a list of points becomes a tuple of (epoch, keep) pairs."""
+    if target is None or callable(target):
+        return target
+    if isinstance(target, (list, tuple)):
+        try:
+            points = tuple((operator.index(e), float(k)) for e, k in target)
+        except (TypeError, ValueError):
+            points = ()
+        epochs = [e for e, _ in points]
+        if (
+            not points
+            or epochs != sorted(set(epochs))
+            or epochs[0] < 0
+            or not all(0.0 < k <= 1.0 for _, k in points)
+        ):
+            raise PolicyError(
+                "target_keep as a schedule must be a non-empty list of (epoch, keep) points "
+                f"with increasing epochs >= 0 and keep in (0, 1], got {target!r}"
+            )
+        return points
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 < target <= 1.0:
+        raise PolicyError(
+            "target_keep must be None, a number in (0, 1], a list of (epoch, keep) points or a "
+            f"callable epoch -> keep, got {target!r}"
+        )
+    return float(target)
+
+
+def target_value(target: TargetKeep, epoch: int) -> float | None:
+    """The kept fraction `target` asks for at `epoch` (points: linear between them)."""
+    if target is None or isinstance(target, float):
+        return target
+    if isinstance(target, tuple):
+        epochs = [e for e, _ in target]
+        keeps = [k for _, k in target]
+        return float(np.interp(epoch, epochs, keeps))
+    value = target(epoch)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise PolicyError(f"target_keep({epoch}) returned {value!r}; must be a number in (0, 1]")
+    return float(value)
 
 
 def _in_window(groups: np.ndarray, start: int, stop: int) -> np.ndarray:

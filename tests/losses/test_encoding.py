@@ -18,7 +18,7 @@ from seta_stream.losses.columns import COLUMN_SPECS, PLAIN, XOR_FILL, LiveColumn
 
 N = 2_000
 BIG = 100_000_000
-NAMES = ["loss", "visits", "epoch", "group", "selected", "weight"]
+NAMES = ["loss", "visits", "epoch", "group", "selected", "weight", "step"]
 
 
 @pytest.fixture
@@ -83,6 +83,7 @@ def test_initial_values_are_all_zero_bits() -> None:
         "group": 0xFF,  # -1
         "selected": 0,
         "weight": 0x3F800000,  # 1.0
+        "step": 0xFFFFFFFFFFFFFFFF,  # -1
     }
     assert all(spec.key(PLAIN) == 0 for spec in COLUMN_SPECS)
 

@@ -16,10 +16,11 @@ from seta_stream.losses import LossTable
 SNAPSHOT = {
     "sample_id": pl.Int64, "loss": pl.Float32, "visits": pl.UInt32,
     "last_epoch": pl.Int32, "group": pl.Int8, "selected": pl.Boolean, "weight": pl.Float32,
+    "step": pl.Int64,
 }  # fmt: skip
 HISTORY = {
     "epoch": pl.Int32, "sample_id": pl.Int64, "loss": pl.Float32,
-    "group": pl.Int8, "selected": pl.Boolean, "weight": pl.Float32,
+    "group": pl.Int8, "selected": pl.Boolean, "weight": pl.Float32, "step": pl.Int64,
 }  # fmt: skip
 SUMMARY = {
     "epoch": pl.Int32, "phase": pl.String, "group": pl.Int8, "count": pl.Int64,

@@ -42,7 +42,7 @@ def test_bulk_work_leaves_no_live_pages_resident(tmp_path: Path, seta_selection)
         table.flush()
         assert table.scores()[-1] == 1.0
         resident = _resident_kb(root)
-        assert len(resident) == 6 and sum(resident.values()) == 0, resident
+        assert len(resident) == 7 and sum(resident.values()) == 0, resident
         table.record_selection(0, seta_selection(N, 0))  # written past the maps
         table.end_epoch()  # read past the maps
         assert sum(_resident_kb(root).values()) == 0
@@ -72,7 +72,9 @@ def test_columns_refuses_unknown_names(tmp_path: Path) -> None:
     with LossTable(tmp_path / "t", num_samples=10) as table:
         with pytest.raises(LossTableError, match=r"no live columns \['nope'\]"):
             table.columns("loss", "nope")
-        assert list(table.columns()) == ["loss", "visits", "epoch", "group", "selected", "weight"]
+        assert list(table.columns()) == [
+                "loss", "visits", "epoch", "group", "selected", "weight", "step"
+            ]  # fmt: skip
 
 
 def test_close_does_not_rewrite_a_current_snapshot(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from seta_stream.errors import PolicyError
-from seta_stream.policies import SeTa
+from seta_stream.policies import SeTa, policy_from_dict
 from seta_stream.policies.base import is_annealing, keep_count
 from seta_stream.policies.seta import target_window, window_bounds
 
@@ -154,26 +155,86 @@ def test_empty_r_still_selects_one_sample() -> None:
     assert 0 <= int(sel.ids[0]) < 5
 
 
-def test_target_keep_picks_the_nearest_width() -> None:
+def test_target_window_cuts_the_edge_group() -> None:
     sizes = [500, 250, 125, 75, 50]
-    assert target_window(sizes, 0, 600.0) == (0, 1)  # 500 is nearest 600
-    assert target_window(sizes, 1, 400.0) == (1, 3)  # w=2 keeps 375; w=3 450, w=4 500
-    assert target_window(sizes, 3, 1000.0) == (0, 5)
-    scores = _losses(20_000, seed=3)
-    policy = SeTa(epochs=30, num_groups=10, target_keep=0.6)
-    plain = SeTa(epochs=30, num_groups=10)
-    off_target, plain_off, starts = [], [], []
-    for e in range(1, 13):
-        sel = policy.select(scores, e)
-        sizes = [g["size"] for g in sel.info["groups"]]
-        assert tuple(sel.info["window"]) == target_window(sizes, e, 0.6 * 20_000)
-        off_target.append(abs(sel.info["kept_fraction"] - 0.6))
-        plain_off.append(abs(plain.select(scores, e).info["kept_fraction"] - 0.6))
-        starts.append(sel.info["window"][0])
-    # skewed losses: the plain rule keeps 5%…95%; the target holds most epochs within 0.05
-    assert np.median(off_target) < 0.05
-    assert np.mean(off_target) < 0.5 * np.mean(plain_off)
-    assert len(set(starts)) > 1
+    assert target_window(sizes, 0, 600) == (0, 2, 100)  # group 0 whole, 100 of group 1
+    assert target_window(sizes, 1, 400) == (1, 4, 25)  # w=2 from 1 holds 375: w=3, 25 of 3
+    assert target_window(sizes, 1, 375) == (1, 3, 0)  # groups 1 and 2 exactly
+    assert target_window(sizes, 3, 1000) == (0, 5, 0)  # w=5 starts at 0: all of R
+    assert target_window(sizes, 2, 60) == (2, 3, 60)  # w=1 starts at 2: 60 of 125
+
+
+_DESIGNED = {
+    "skewed": np.random.default_rng(3).lognormal(0.0, 1.5, 20_000).astype(np.float32),
+    "uniform": np.random.default_rng(4).random(20_000).astype(np.float32),
+    "ties": np.random.default_rng(5).integers(0, 3, 20_000).astype(np.float32),
+    "nan_unseen": np.where(
+        np.arange(20_000) % 7 == 0, np.nan, np.random.default_rng(6).lognormal(size=20_000)
+    ).astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_DESIGNED))
+@pytest.mark.parametrize("target", [0.3, 0.6, 0.85])
+def test_target_keep_is_exact_every_pruning_epoch(kind: str, target: float) -> None:
+    scores = _DESIGNED[kind]
+    n = scores.size
+    policy = SeTa(epochs=30, num_groups=10, prune_ratio=0.1, target_keep=target)
+    starts = set()
+    for e in range(26):  # epochs 0…25 prune (26 > 30·0.875 anneals)
+        sel = policy.select(scores, e, seed=1)
+        assert sel.info["phase"] == "prune"
+        assert sel.ids.size == math.floor(n * target)  # exact, within the ±1% asked
+        assert np.all(np.diff(sel.ids) > 0)
+        starts.add(sel.info["window"][0])
+        # the kept set is the whole groups of the window plus the lowest of its edge group
+        start, stop = sel.info["window"]
+        g = sel.groups[sel.ids]
+        assert g.min() >= start and g.max() < stop
+        edge = sel.groups == stop - 1
+        kept_edge = np.zeros(n, bool)
+        kept_edge[sel.ids] = True
+        kept_edge &= edge
+        filled = np.where(np.isnan(scores), np.float32(3.0), scores)
+        if (edge & ~kept_edge).any() and kept_edge.any():  # a cut edge: by score, ties by id
+            assert filled[kept_edge].max() <= filled[edge & ~kept_edge].min()
+    if target == 0.3 and kind != "ties":
+        assert len(starts) > 1  # the window still moves (wide targets need the easy groups)
+
+
+def test_target_keep_ties_are_cut_by_id() -> None:
+    scores = np.zeros(100, np.float32)
+    scores[50:] = 1.0  # two groups of 50; target 70: group 0 and the 20 lowest ids of group 1
+    sel = SeTa(epochs=10, num_groups=2, target_keep=0.7).select(scores, 0)
+    assert sel.ids.tolist() == list(range(70))
+    sel = SeTa(epochs=10, num_groups=2, target_keep=0.3).select(scores, 1)  # w=1 from 1
+    assert sel.ids.tolist() == list(range(50, 80))
+
+
+def test_target_keep_schedule_points_and_callable() -> None:
+    scores = _DESIGNED["skewed"]
+    points = SeTa(epochs=30, target_keep=[(0, 1.0), (10, 0.5), (20, 0.5)])
+    for e, want in [(0, 1.0), (5, 0.75), (10, 0.5), (15, 0.5), (25, 0.5)]:
+        assert points.target_at(e) == want
+        assert points.select(scores, e).ids.size == math.floor(scores.size * want)
+    d = json.loads(json.dumps(points.to_dict()))
+    assert d["target_keep"] == [[0, 1.0], [10, 0.5], [20, 0.5]]
+    assert policy_from_dict(d) == points
+    fn = SeTa(epochs=30, target_keep=lambda e: 0.9 - 0.02 * e)
+    assert fn.select(scores, 10).ids.size == math.floor(scores.size * 0.7)
+    with pytest.raises(PolicyError, match="callable target_keep cannot be serialised"):
+        fn.to_dict()
+    with pytest.raises(PolicyError, match=r"target_keep\(3\) returned 2"):
+        SeTa(epochs=30, target_keep=lambda e: 2).select(scores, 3)
+
+
+def test_target_keep_none_keeps_the_paper_rule() -> None:
+    scores = _losses(5000, seed=9)
+    for e in range(1, 8):
+        sel = SeTa(epochs=30, num_groups=10).select(scores, e)
+        sizes = len(sel.info["groups"])
+        assert tuple(sel.info["window"]) == window_bounds(sizes, e, 0.5)
+        assert "target_keep" not in sel.info
 
 
 def test_same_inputs_same_selection_and_no_global_rng_touched() -> None:
@@ -235,8 +296,10 @@ def test_same_selection_in_another_process() -> None:
         ({"epochs": 5, "window": 1.5}, "window .* got 1.5"),
         ({"epochs": 5, "anneal": 0.0}, r"anneal must be a number in \(0, 1\], got 0.0"),
         ({"epochs": 5, "init_score": float("nan")}, "init_score must be a finite number"),
-        ({"epochs": 5, "target_keep": 0.0}, r"target_keep must be None or .* got 0.0"),
+        ({"epochs": 5, "target_keep": 0.0}, r"target_keep must be None, .* got 0.0"),
         ({"epochs": 5, "target_keep": 1.2}, "target_keep .* got 1.2"),
+        ({"epochs": 5, "target_keep": [(3, 0.5), (1, 0.6)]}, "increasing epochs"),
+        ({"epochs": 5, "target_keep": [(0, 0.0)]}, r"keep in \(0, 1\]"),
     ],
 )
 def test_bad_parameters_are_named(kwargs, message) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,7 +69,13 @@ def _check_policy_rules(policy: Policy, sel: Selection, n: int) -> None:
         assert sel.groups is not None
         start, stop = sel.info["window"]
         in_window = np.flatnonzero((sel.groups >= start) & (sel.groups < stop))
-        if in_window.size:  # else R was empty and one random sample was taken
+        target = policy.target_at(sel.info["epoch"])
+        if target is not None and in_window.size:  # whole groups, the edge group cut, exact
+            inner = np.flatnonzero((sel.groups >= start) & (sel.groups < stop - 1))
+            assert np.isin(inner, sel.ids).all() and np.isin(sel.ids, in_window).all()
+            want = min(sel.info["num_clustered"], max(1, math.floor(n * target)))
+            assert sel.ids.size == want
+        elif in_window.size:  # else R was empty and one random sample was taken
             np.testing.assert_array_equal(sel.ids, in_window)
         sizes = [g["size"] for g in sel.info["groups"]]
         assert sizes == np.bincount(sel.groups[sel.groups >= 0], minlength=len(sizes)).tolist()

@@ -66,6 +66,9 @@ def test_seta_epochs_then_resume_on_a_new_machine(
     monkeypatch.setenv("SETA_STREAM_CACHE", str(tmp_path / "machine-b"))  # nothing local
     with SeTaStream(s3_ds, policy=POLICY, losses=losses, storage_options=so, seed=1) as b:
         b.load_state_dict(state)
+        assert b.table is not None
+        steps = b.table.columns("step")["step"]  # restored from the snapshot of epoch 2's start
+        assert steps.max() == state["step"] - 2 - 1  # 2 batches were trained after it
         rest = np.concatenate(_train(b, 2))
         before = np.concatenate(done)
         # after load_state_dict, len() is what remains of the epoch

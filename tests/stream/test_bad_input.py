@@ -72,6 +72,7 @@ def test_other_ranks_refuse_bad_losses_at_the_caller(tmp_path: Path, shards: Pat
             with pytest.raises(LossTableError, match="non-finite"):
                 s.update(torch.tensor([1, 2]), torch.tensor([0.5, float("nan")]))
             s.update(torch.tensor([1, 2]), torch.tensor([0.5, 0.25]))
-            assert [len(p) for p in s._pending] == [1, 1]  # only the good batch is buffered
+            assert [len(p) for p in s._pending] == [1, 1, 1]  # only the good batch is buffered
+            assert s._pending[2][0].tolist() == [1, 1]  # with its step (the refused call was 0)
         finally:
             s.table = table
