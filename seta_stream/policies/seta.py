@@ -68,11 +68,15 @@ class SeTa(PolicyMixin):
     as distinct scores (k-means cannot find more); the window is then computed with that count.
 
     Beyond the paper, `target_keep` (default None = off) makes the kept count exact: with
-    `T = min(floor(target·N), |R|)` (at least 1), the window's width is the smallest w whose
-    window (start `e mod (k − w + 1)`; start 0 at e = 0) holds >= T samples; the window keeps
-    its groups whole up to the edge group where the count reaches T, and of that edge group the
-    lowest-scoring samples (ties: lower id first) to make exactly T. So every pruning epoch keeps
-    T samples (the target, when `target <= 1 − prune_ratio`); `window` is then ignored. The
+    `T = min(floor(target·N), |R|)` (at least 1), R's samples in score order (group rank, then
+    score, then id: k-means groups are intervals of the score) are kept at the ranks
+    `[hi − T, hi)`, where `hi` is the end of the paper's window (`window`, start
+    `e mod (k − w + 1)`; every group at e = 0), shifted up to `[0, T)` when `hi < T`. The
+    window's hard edge stays where the paper puts it; the window gives up its easiest
+    samples when it holds more than T and takes the hardest of the easier groups when it holds
+    fewer. Inner groups are kept whole; an edge group gives its highest (easy side) or lowest
+    (hard side) scores, ties by id. So every pruning epoch keeps T samples (the target, when
+    `target <= 1 − prune_ratio`). The
     target is a number in (0, 1], or a schedule: a list of `(epoch, keep)` points, linearly
     interpolated between points and constant before the first and after the last (it
     serialises), or a callable `epoch -> keep` (it cannot be serialised: `to_dict()` raises).
@@ -146,28 +150,27 @@ class SeTa(PolicyMixin):
         num_clustered = int(values.size)
         found = _cluster(values, self.num_groups, rng)
         target = self.target_at(epoch)
-        edge: tuple[int, np.ndarray] | None = None
-        if target is None:
-            start, stop = window_bounds(len(found.sizes), epoch, self.window)
-        else:
+        start, stop = window_bounds(len(found.sizes), epoch, self.window)
+        picks: list[np.ndarray] = []  # positions in R of the cut edge groups' kept parts
+        lo, hi = start, stop  # the groups kept whole
+        if target is not None:
             want = min(num_clustered, max(1, keep_count(n, target)))
-            start, stop, need = target_window(found.sizes, epoch, want)
-            if need:  # the edge group's `need` lowest scores, ties by id
-                edge = (stop - 1, _lowest(values, found.labels, stop - 1, need))
-                stop -= 1
+            start, stop, cuts = target_ranks(found.sizes, stop, want)
+            picks = [_ranked(values, found.labels, g, a, b) for g, a, b in cuts]
+            cut_groups = {g for g, _, _ in cuts}
+            lo, hi = start + (start in cut_groups), stop - (stop - 1 in cut_groups)
         del values  # memory: at most a few N-sized arrays at once (a copy when pruned or filled)
         if in_r is None:
             groups = found.labels
-            edge_ids = None if edge is None else edge[1]
         else:
             groups = np.full(n, -1, dtype=np.int8)
             groups[in_r] = found.labels
-            edge_ids = None if edge is None else np.flatnonzero(in_r)[edge[1]]
-            del in_r
-        ids = _in_window(groups, start, stop)
-        if edge_ids is not None:
-            ids = np.union1d(ids, edge_ids.astype(np.int64, copy=False))
-            stop += 1
+            r_ids = np.flatnonzero(in_r)
+            picks = [r_ids[p] for p in picks]
+            del in_r, r_ids
+        ids = _in_window(groups, lo, hi) if hi > lo else np.empty(0, np.int64)
+        if picks:
+            ids = np.union1d(ids, np.concatenate(picks).astype(np.int64, copy=False))
         ids = nonempty(ids, rng, n)
         info = base_info("prune", epoch, n, int(ids.size))
         info.update(groups=found.stats, window=[start, stop], num_clustered=num_clustered)
@@ -191,33 +194,37 @@ def window_bounds(k: int, t: int, alpha: float) -> tuple[int, int]:
     return start, start + w
 
 
-def target_window(sizes: list[int], t: int, want: int) -> tuple[int, int, int]:
-    """(start, stop, need): the narrowest window (start `t mod (k − w + 1)`, start 0 at t = 0)
-    holding >= `want` samples, cut to the groups needed; `need` (0 = none) is how many of its
-    last group complete `want` (the whole groups before it hold `want − need`)."""
-    k = len(sizes)
-    if k == 0:
-        return 0, 0, 0
-    cum = np.concatenate(([0], np.cumsum(sizes))).tolist()
-    start = 0
-    for w in range(1, k + 1):
-        start = 0 if t == 0 else t % (k - w + 1)
-        if cum[start + w] - cum[start] >= want:
-            break
-    else:  # want > |R| cannot happen (T <= |R|); keep every group
-        return 0, k, 0
-    stop = start + 1
-    while cum[stop] - cum[start] < want:
-        stop += 1
-    need = want - (cum[stop - 1] - cum[start])
-    return start, stop, 0 if need == sizes[stop - 1] else need
+def target_ranks(
+    sizes: list[int], stop: int, want: int
+) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """The exact-count window: `want` consecutive ranks of R ending where the paper's ends.
+
+    `sizes` are the groups' sizes (easy -> hard) and `stop` the end of the paper's window (in
+    groups). The ranks are `[hi − want, hi)` with `hi` the rank where group `stop` begins,
+    shifted up to `[0, want)` when `hi < want`. Returns the groups touched `[first, last + 1)`
+    and the cut ones as `(group, a, b)`: that group's members of within-group ranks `[a, b)`
+    (by score, then id) are kept; the groups between are kept whole.
+    """
+    cum = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64))).tolist()
+    if not sizes or want >= cum[-1]:  # want <= |R| always: at most every group
+        return 0, len(sizes), []
+    lo = max(0, cum[stop] - want)
+    hi = lo + want
+    first = next(g for g in range(len(sizes)) if cum[g + 1] > lo)
+    last = next(g for g in reversed(range(len(sizes))) if cum[g] < hi)
+    cuts = []
+    for g in sorted({first, last}):
+        a, b = max(lo, cum[g]) - cum[g], min(hi, cum[g + 1]) - cum[g]
+        if (a, b) != (0, sizes[g]):
+            cuts.append((g, a, b))
+    return first, last + 1, cuts
 
 
-def _lowest(values: np.ndarray, labels: np.ndarray, group: int, need: int) -> np.ndarray:
-    """Positions (in R) of the `need` lowest values of `group`, ties by position; sorted."""
+def _ranked(values: np.ndarray, labels: np.ndarray, group: int, a: int, b: int) -> np.ndarray:
+    """Positions (in R) of `group`'s members at within-group ranks [a, b) by (value, position)."""
     members = np.flatnonzero(labels == group)
     order = np.lexsort((members, values[members]))  # by value, then by position (= id order)
-    return np.sort(members[order[:need]])
+    return np.sort(members[order[a:b]])
 
 
 TargetKeep = float | tuple[tuple[int, float], ...] | Callable[[int], float] | None

@@ -15,7 +15,7 @@ import pytest
 from seta_stream.errors import PolicyError
 from seta_stream.policies import SeTa, policy_from_dict
 from seta_stream.policies.base import is_annealing, keep_count
-from seta_stream.policies.seta import target_window, window_bounds
+from seta_stream.policies.seta import target_ranks, window_bounds
 
 
 def _losses(n: int, seed: int = 0) -> np.ndarray:
@@ -155,13 +155,16 @@ def test_empty_r_still_selects_one_sample() -> None:
     assert 0 <= int(sel.ids[0]) < 5
 
 
-def test_target_window_cuts_the_edge_group() -> None:
-    sizes = [500, 250, 125, 75, 50]
-    assert target_window(sizes, 0, 600) == (0, 2, 100)  # group 0 whole, 100 of group 1
-    assert target_window(sizes, 1, 400) == (1, 4, 25)  # w=2 from 1 holds 375: w=3, 25 of 3
-    assert target_window(sizes, 1, 375) == (1, 3, 0)  # groups 1 and 2 exactly
-    assert target_window(sizes, 3, 1000) == (0, 5, 0)  # w=5 starts at 0: all of R
-    assert target_window(sizes, 2, 60) == (2, 3, 60)  # w=1 starts at 2: 60 of 125
+def test_target_ranks_end_where_the_paper_window_ends() -> None:
+    sizes = [500, 250, 125, 75, 50]  # rank boundaries 0, 500, 750, 875, 950, 1000
+    # window ends at group 2's end (875): ranks [275, 875): 225 of group 0's highest, 1, 2
+    assert target_ranks(sizes, 3, 600) == (0, 3, [(0, 275, 500)])
+    assert target_ranks(sizes, 5, 400) == (1, 5, [(1, 100, 250)])  # ranks [600, 1000)
+    assert target_ranks(sizes, 3, 375) == (1, 3, [])  # groups 1 and 2 exactly
+    assert target_ranks(sizes, 1, 600) == (0, 2, [(1, 0, 100)])  # hi 500 < 600: ranks [0, 600)
+    assert target_ranks(sizes, 5, 1000) == (0, 5, [])  # all of R
+    assert target_ranks(sizes, 2, 60) == (1, 2, [(1, 190, 250)])  # inside one group
+    assert target_ranks(sizes, 4, 10) == (3, 4, [(3, 65, 75)])
 
 
 _DESIGNED = {
@@ -180,35 +183,44 @@ def test_target_keep_is_exact_every_pruning_epoch(kind: str, target: float) -> N
     scores = _DESIGNED[kind]
     n = scores.size
     policy = SeTa(epochs=30, num_groups=10, prune_ratio=0.1, target_keep=target)
-    starts = set()
+    stops = set()
     for e in range(26):  # epochs 0…25 prune (26 > 30·0.875 anneals)
         sel = policy.select(scores, e, seed=1)
         assert sel.info["phase"] == "prune"
         assert sel.ids.size == math.floor(n * target)  # exact, within the ±1% asked
         assert np.all(np.diff(sel.ids) > 0)
-        starts.add(sel.info["window"][0])
-        # the kept set is the whole groups of the window plus the lowest of its edge group
+        stops.add(sel.info["window"][1])
+        # the kept set: the T highest ranks of R up to where the paper's window ends (shifted
+        # up when too few lie below it): inner groups whole, the edge groups cut by score
         start, stop = sel.info["window"]
         g = sel.groups[sel.ids]
         assert g.min() >= start and g.max() < stop
-        edge = sel.groups == stop - 1
-        kept_edge = np.zeros(n, bool)
-        kept_edge[sel.ids] = True
-        kept_edge &= edge
+        kept = np.zeros(n, bool)
+        kept[sel.ids] = True
         filled = np.where(np.isnan(scores), np.float32(3.0), scores)
-        if (edge & ~kept_edge).any() and kept_edge.any():  # a cut edge: by score, ties by id
-            assert filled[kept_edge].max() <= filled[edge & ~kept_edge].min()
+        for edge in (start, stop - 1):
+            cut = (sel.groups == edge) & ~kept
+            if cut.any() and (kept & (sel.groups == edge)).any():
+                kept_here = filled[kept & (sel.groups == edge)]
+                if edge == start and stop - 1 > start:  # easy side: its highest are kept
+                    assert kept_here.min() >= filled[cut].max()
+                else:  # hard side: its lowest are kept
+                    assert kept_here.max() <= filled[cut].min()
+        inner = (sel.groups > start) & (sel.groups < stop - 1)
+        assert kept[inner].all()
+        paper_stop = window_bounds(len(sel.info["groups"]), e, policy.window)[1]
+        assert stop == paper_stop or g.min() == 0  # the hard edge stays, unless shifted up
     if target == 0.3 and kind != "ties":
-        assert len(starts) > 1  # the window still moves (wide targets need the easy groups)
+        assert len(stops) > 1  # the hard edge moves as the paper's window does
 
 
 def test_target_keep_ties_are_cut_by_id() -> None:
     scores = np.zeros(100, np.float32)
-    scores[50:] = 1.0  # two groups of 50; target 70: group 0 and the 20 lowest ids of group 1
+    scores[50:] = 1.0  # two groups of 50; target 70 at e = 0 (both groups): ranks [30, 100)
     sel = SeTa(epochs=10, num_groups=2, target_keep=0.7).select(scores, 0)
-    assert sel.ids.tolist() == list(range(70))
+    assert sel.ids.tolist() == list(range(30, 100))  # group 0's 20 highest ids, then group 1
     sel = SeTa(epochs=10, num_groups=2, target_keep=0.3).select(scores, 1)  # w=1 from 1
-    assert sel.ids.tolist() == list(range(50, 80))
+    assert sel.ids.tolist() == list(range(70, 100))  # ranks [70, 100): group 1's 30 highest
 
 
 def test_target_keep_schedule_points_and_callable() -> None:

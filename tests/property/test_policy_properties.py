@@ -70,8 +70,8 @@ def _check_policy_rules(policy: Policy, sel: Selection, n: int) -> None:
         start, stop = sel.info["window"]
         in_window = np.flatnonzero((sel.groups >= start) & (sel.groups < stop))
         target = policy.target_at(sel.info["epoch"])
-        if target is not None and in_window.size:  # whole groups, the edge group cut, exact
-            inner = np.flatnonzero((sel.groups >= start) & (sel.groups < stop - 1))
+        if target is not None and in_window.size:  # inner groups whole, edges cut, exact
+            inner = np.flatnonzero((sel.groups > start) & (sel.groups < stop - 1))
             assert np.isin(inner, sel.ids).all() and np.isin(sel.ids, in_window).all()
             want = min(sel.info["num_clustered"], max(1, math.floor(n * target)))
             assert sel.ids.size == want
