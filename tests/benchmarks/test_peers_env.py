@@ -25,7 +25,9 @@ def _run(args: list[str], tmp_path: Path) -> str:
         f"no peers environment at {PYTHON}: run `make peers-env` (`make test` does), i.e. "
         "BASE=.venv VENV=.venv-peers bash benchmarks/peers_env.sh"
     )
-    env = os.environ | {"PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home")}
+    tmp = tmp_path / "tmp"  # MosaicML Streaming leaves its NNNNNN_*_filelock files in TMPDIR
+    tmp.mkdir(exist_ok=True)
+    env = os.environ | {"PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home"), "TMPDIR": str(tmp)}
     done = subprocess.run([str(PYTHON), *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
