@@ -10,6 +10,7 @@ by unnoticed.
 
 from __future__ import annotations
 
+import gc
 import io
 import re
 import shlex
@@ -91,10 +92,14 @@ def test_readme_python_blocks_run_as_written(
         assert shard.main(_command(text, prefix)) == 0, prefix
     capsys.readouterr()
     namespace: dict[str, object] = {"__name__": "readme"}
-    for line, code in python_blocks(text)[0]:
-        exec(compile(code, f"{README}:{line}", "exec"), namespace)  # the README's own code
-    printed = capsys.readouterr().out
-    assert "'samples_selected'" in printed  # the training block's stats()
-    # what the blocks computed: 20 epochs trained, a table carried over to the re-sharded set
-    assert namespace["epoch"] == 19 and int(namespace["steps"]) > 0  # type: ignore[call-overload]
-    assert len(namespace["moved"]) == len(namespace["old"]) > 0  # type: ignore[arg-type]
+    try:
+        for line, code in python_blocks(text)[0]:
+            exec(compile(code, f"{README}:{line}", "exec"), namespace)  # the README's own code
+        printed = capsys.readouterr().out
+        assert "'samples_selected'" in printed  # the training block's stats()
+        # what the blocks computed: 20 epochs trained, a table carried over to the re-sharded set
+        assert namespace["epoch"] == 19 and int(namespace["steps"]) > 0  # type: ignore[call-overload]
+        assert len(namespace["moved"]) == len(namespace["old"]) > 0  # type: ignore[arg-type]
+    finally:  # the blocks' loaders keep persistent workers (forked from this process) alive
+        namespace.clear()
+        gc.collect()

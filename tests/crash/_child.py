@@ -277,6 +277,8 @@ def zygote() -> None:
 
     torch.set_num_threads(1)
     for line in sys.stdin:
+        if json.loads(line) == "quit":  # not EOF: a process forked from the test process (a
+            break  # DataLoader worker) may hold the write end of this pipe open
         stderr, *args = json.loads(line)
         pid = os.fork()
         if pid == 0:  # the child: never returns into this loop

@@ -104,6 +104,8 @@ class Zygote:
 
     def close(self) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(b'"quit"\n')
+        self.proc.stdin.flush()
         self.proc.stdin.close()
         try:
             assert self.proc.wait(60) == 0, f"the zygote exited {self.proc.returncode}"
