@@ -1,7 +1,9 @@
-"""Run by test_ddp.py under torchrun (gloo): 2 epochs of SeTaStream with 2 DataLoader workers
-per rank, losses fed back; then epoch 2 is checkpointed after 2 batches (StatefulDataLoader,
-2 workers) and resumed by a new stream with 1 worker. Writes OUT/rank<r>.json.
-Usage: _ddp_worker.py SHARDS OUT."""
+"""Run by test_ddp.py and test_ddp_batched.py under torchrun (gloo): 2 epochs of SeTaStream
+with 2 DataLoader workers per rank, losses fed back from each batch's `__index__`; then epoch
+2 is checkpointed after 2 batches (StatefulDataLoader, 2 workers) and resumed by a new stream
+with 1 worker. MODE `samples`: the DataLoader collates batches of BATCH samples; `batched`: the
+stream yields them (`SeTaStream(batch_size=BATCH)`, `DataLoader(batch_size=None)`).
+Writes OUT/rank<r>.json. Usage: _ddp_worker.py SHARDS OUT [samples|batched]."""
 
 from __future__ import annotations
 
@@ -27,42 +29,49 @@ def loss_of(ids: torch.Tensor, epoch: int) -> torch.Tensor:
     return ((ids * (epoch + 2)) % 13).float() / 13 + 0.01
 
 
-def main(shards: str, out: str) -> None:
+def main(shards: str, out: str, mode: str = "samples") -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=timedelta(seconds=60))
     rank = dist.get_rank()
+    batched = mode == "batched"
+    kw: dict[str, Any] = {"policy": POLICY, "losses": Path(out) / "losses", "seed": SEED}
+    if batched:
+        kw["batch_size"] = BATCH
+    loader_batch = None if batched else BATCH
+    steps_args = () if batched else (BATCH,)
     report: dict[str, Any] = {"epochs": []}
-    losses = Path(out) / "losses"
-    with SeTaStream(shards, policy=POLICY, losses=losses, seed=SEED) as stream:
-        loader = DataLoader(stream, batch_size=BATCH, num_workers=2)
+    with SeTaStream(shards, **kw) as stream:
+        loader = DataLoader(stream, batch_size=loader_batch, num_workers=2)
         for epoch in range(EPOCHS):
             stream.set_epoch(epoch)
             digest = stream.state_dict()["selection"]  # a collective: every rank calls it
-            ids, batches = [], 0
+            ids, sizes = [], []
             for batch in loader:
-                batches += 1
+                sizes.append(len(batch["__index__"]))
                 ids += batch["__index__"].tolist()
                 stream.update(batch["__index__"], loss_of(batch["__index__"], epoch))
             report["epochs"].append(
                 {
                     "len": len(stream),
-                    "batches": batches,
+                    "steps": stream.steps_per_epoch(*steps_args, num_workers=2),
+                    "sizes": sizes,
                     "ids": ids,
                     "digest": digest,
                     "stats": stream.stats(),
                 }
             )
         stream.set_epoch(EPOCHS)
-        stateful = StatefulDataLoader(stream, batch_size=BATCH, num_workers=2)
+        stateful = StatefulDataLoader(stream, batch_size=loader_batch, num_workers=2)
         it = iter(stateful)
         before = [next(it)["__index__"].tolist() for _ in range(2)]
         state = {"stream": stream.state_dict(), "loader": stateful.state_dict()}
         del it
-    with SeTaStream(shards, policy=POLICY, losses=losses, seed=SEED) as stream:
+    with SeTaStream(shards, **kw) as stream:
         stream.load_state_dict(state["stream"], loader=state["loader"])
-        steps = stream.steps_per_epoch(BATCH, num_workers=1)
+        steps = stream.steps_per_epoch(*steps_args, num_workers=1)
         after = [
-            b["__index__"].tolist() for b in DataLoader(stream, batch_size=BATCH, num_workers=1)
+            b["__index__"].tolist()
+            for b in DataLoader(stream, batch_size=loader_batch, num_workers=1)
         ]
         report["resume"] = {
             "before": [i for b in before for i in b],
@@ -78,4 +87,4 @@ def main(shards: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

@@ -58,8 +58,9 @@ def test_ranks_split_the_same_selection(run: tuple[Path, list[dict]]) -> None:
         per_rank = -(-len(sel) // WORLD)
         for e in ep:  # equal counts (and batches) on every rank; nothing read but the yield
             assert len(e["ids"]) == e["len"] == per_rank
+            assert len(e["sizes"]) == e["steps"]  # steps_per_epoch(BATCH, num_workers=2)
             assert e["stats"]["samples_read"] == e["stats"]["samples_yielded"] == per_rank
-        assert ep[0]["batches"] == ep[1]["batches"]
+        assert len(ep[0]["sizes"]) == len(ep[1]["sizes"])
         counts = Counter(ep[0]["ids"] + ep[1]["ids"])
         assert set(counts) == set(sel.tolist())  # every selected sample, nothing else
         repeats = sum(c - 1 for c in counts.values())

@@ -5,10 +5,8 @@ rank: every rank yields the same number of batches, the ranks together every sel
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from seta_stream.plan import selection_digest
 from seta_stream.policies import SeTa
 from seta_stream.shards import ConvertOptions, convert, open_source
 
-WORKER = Path(__file__).with_name("_ddp_batched_worker.py")
+WORKER = Path(__file__).with_name("_ddp_worker.py")  # run with mode "batched"
 POLICY = SeTa(epochs=4, prune_ratio=0.3, num_groups=3, window=0.6)  # as in the worker
 SEED, N, WORLD, BATCH = 5, 605, 2, 32
 
@@ -28,19 +26,13 @@ def loss_of(ids: np.ndarray, epoch: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+def reports(tmp_path_factory: pytest.TempPathFactory, torchrun: Callable[..., None]) -> list[dict]:
     root = tmp_path_factory.mktemp("ddp-batched")
     x = np.random.default_rng(0).standard_normal((N, 8)).astype(np.float32)
     np.savez(root / "src.npz", x=x, y=np.arange(N) % 10)
     convert(open_source(str(root / "src.npz")), root / "ds",
             ConvertOptions(samples_per_shard=100, progress=False))  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
-           "TP_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}  # fmt: skip
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={WORLD}", "--local-addr=127.0.0.1", str(WORKER),
-            str(root / "ds"), str(root)]  # fmt: skip
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    torchrun(WORKER, root / "ds", root, "batched", world=WORLD)
     return [json.loads((root / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
 
@@ -72,10 +64,10 @@ def test_equal_batches_on_every_rank_and_the_whole_selection(reports: list[dict]
 def test_resume_mid_epoch_with_fewer_workers(reports: list[dict]) -> None:
     res = [r["resume"] for r in reports]
     assert res[0]["digest"] == res[1]["digest"]
-    assert res[0]["batches_after"] == res[1]["batches_after"]
+    assert res[0]["batches"] == res[1]["batches"]
     for r in res:
         assert len(r["before"]) == 2 * BATCH and r["read"] == len(r["after"])
-        assert r["batches_after"] == r["steps_after"]
+        assert r["batches"] == r["steps"]
         assert len(r["before"]) + len(r["after"]) == len(set(r["before"]) | set(r["after"]))
     every = Counter(i for r in res for i in r["before"] + r["after"])
     assert selection_digest(np.array(sorted(every))) == res[0]["digest"]
