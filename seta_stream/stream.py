@@ -163,7 +163,11 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         self._work = WorkDir(workdir)
         self.workdir = self._work.path  # the folder shared with DataLoader workers
         self._pending: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
-        self._step = 0  # update() calls on this rank: the step recorded with each loss
+        # the step recorded with each loss: update() calls, going on from the table's last step
+        # (so a new run on an old table does not mix its steps with the old ones' windows)
+        self._step = 0 if self.table is None else self.table.next_step
+        if self.losses_path is not None and ddp.initialized():
+            self._step = int(ddp.broadcast(self._step))  # a collective: every rank constructs
         self.epoch: int | None = None
         self._digest = ""
         self._selected = 0
@@ -417,8 +421,9 @@ class SeTaStream(IterableDataset[dict[str, Any]]):
         """Queue per-sample losses for the loss table; returns at once.
 
         Each call is one step: the table records, with each loss, this rank's count of
-        `update()` calls before it (saved in `state_dict()`; equal on every DDP rank when each
-        rank calls `update()` once per training step)."""
+        `update()` calls before it, counted on from the table's last recorded step when the
+        stream opens (saved in `state_dict()`; equal on every DDP rank when each rank calls
+        `update()` once per training step)."""
         if self.losses_path is None:
             raise SeTaStreamError("this stream has no loss table (losses=None): nothing to update")
         step = self._step

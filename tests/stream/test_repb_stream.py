@@ -58,6 +58,7 @@ def test_repb_steps_counts_weights_and_resume(tmp_path: Path, shards: Path) -> N
     assert hist.filter(pl.col("epoch") == 2)["step"].max() == 21
     # resume: the step count goes on from the checkpoint's
     with SeTaStream(shards, policy=policy, losses=tmp_path / "l", seed=3) as s2:
+        assert s2._step == 22  # the table's next step, before any checkpoint is loaded
         s2.load_state_dict(state)
         assert s2._step == 22 and s2.epoch == 3
         batch = next(iter(DataLoader(s2, batch_size=50)))
@@ -67,3 +68,6 @@ def test_repb_steps_counts_weights_and_resume(tmp_path: Path, shards: Path) -> N
         assert (got == 22).all()
         # selection counts were recounted after the resume (epoch 3 was recorded before)
         np.testing.assert_array_equal(s2.table.selection_counts(3), counts)
+    # a new run on the same table without a checkpoint goes on after the last recorded step
+    with SeTaStream(shards, policy=policy, losses=tmp_path / "l", seed=3) as s3:
+        assert s3._step == 23
